@@ -187,17 +187,34 @@ def lr_factor(cfg: TrainConfig, iteration: int) -> float:
 
 
 class EMA:
-    """Exponential moving average of the weights (BasicSR's ``net_g_ema``)."""
+    """Exponential moving average of the weights (BasicSR's ``net_g_ema``), with warm-up.
+
+    The effective decay is ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates: without
+    the warm-up, a 0.999 average still holds 37 % of the random initialisation after 1,000
+    steps, which ruins the shipped weights of any run shorter than several thousand steps.
+    """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
+        self.updates = 0
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """shadow = decay * shadow + (1 - decay) * weights."""
+        """shadow = d * shadow + (1 - d) * weights, with the warmed-up decay d."""
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for k, v in model.state_dict().items():
-            self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Shadow weights and update count, for the training state."""
+        return {"shadow": self.shadow, "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.shadow = state["shadow"]
+        self.updates = int(state["updates"])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -346,7 +363,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "ema": self.ema.shadow if self.ema else None,
+            "ema": self.ema.state_dict() if self.ema else None,
             "rng": _rng_state(),
             "best": self.best,
             "last_val": self.last_val,
@@ -364,7 +381,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state["ema"] is not None:
-            self.ema.shadow = state["ema"]
+            self.ema.load_state_dict(state["ema"])
         self.iteration = state["iteration"]
         self.wall_time = state["wall_time"]
         self.best = state["best"]
