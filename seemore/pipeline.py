@@ -5,7 +5,7 @@ Steps, each a thin call into the library, each writing into ``--out``:
 1. ``cost``: params and MACs of every variant (``seemore.info``) -> ``cost.json``
 2. ``evaluate``: the shipped SeemoRe-T x4 and MATLAB bicubic on Set5/Set14 (``seemore.evaluate``)
    -> ``eval.json``
-3. ``upscale``: the shipped model on a sample image, tiled (``seemore.upscale``) -> ``upscaled/``
+3. ``upscale``: the shipped model on a sample image (``seemore.upscale``) -> ``upscaled/``
 
 Data come from the data root (``--data-root``, ``$SEEMORE_DATA`` or ``../shared/data``); without
 one, the bundled sample photos are used and the pipeline says so.
@@ -84,14 +84,14 @@ def _sample_image(data_root: Path | None) -> Path:
 
 
 def step_upscale(ctx: PipelineContext) -> str:
-    """Upscale one sample image with tiling (exact whole-image routing)."""
+    """Upscale one sample image as ``python -m seemore.upscale`` would."""
     from seemore.upscale import upscale_file
 
     model = load_model(ctx.model_name)
     source = _sample_image(ctx.data_root)
     target = ctx.out / "upscaled" / f"{source.stem}_x{model.scale}.png"
-    upscale_file(model, source, target, tile=64, overlap=16, routing="global")
-    return f"{source.name} -> {target}"
+    result = upscale_file(model, source, target)  # the CLI's defaults (tile size, overlap, routing)
+    return f"{source.name} {result.in_size} -> {target} {result.out_size}, {result.windows} window(s)"
 
 
 STEPS: dict[str, Callable[[PipelineContext], str]] = {
