@@ -289,7 +289,8 @@ class Trainer:
                  command: str | None = None) -> None:
         self.cfg = cfg
         self.progress = progress
-        self.command = command or " ".join(sys.argv)
+        # Every invocation that contributed to this run (the first, then each --resume).
+        self.commands = [command or " ".join(["python -m seemore.train", *sys.argv[1:]])]
         self.out = Path(cfg.out)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -368,6 +369,7 @@ class Trainer:
             "best": self.best,
             "last_val": self.last_val,
             "not_initialised": self.not_initialised,
+            "commands": self.commands,
         }
 
     def _load_state(self) -> None:
@@ -387,6 +389,7 @@ class Trainer:
         self.best = state["best"]
         self.last_val = state["last_val"]
         self.not_initialised = state.get("not_initialised", [])
+        self.commands = list(state.get("commands", [])) + self.commands
         _set_rng_state(state["rng"])
 
     def save(self) -> None:
@@ -405,7 +408,8 @@ class Trainer:
     def record(self, validation: dict[str, Any] | None) -> dict[str, Any]:
         """The training record stored in every checkpoint's metadata."""
         return {
-            "command": self.command,
+            "command": self.commands[0],
+            "resumed_with": self.commands[1:],
             "config": dataclasses.asdict(self.cfg),
             "data": self.data_summary,
             "iterations": self.iteration,

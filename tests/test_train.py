@@ -88,7 +88,7 @@ def test_resume_equals_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> Non
     split = tmp_path / "split"
     T.Trainer(_config(tiny_data, split, iterations=2), progress=False).train()
     resumed = T.Trainer(_config(tiny_data, split, iterations=4), resume=True, progress=False)
-    assert resumed.iteration == 2
+    assert resumed.iteration == 2 and len(resumed.commands) == 2
     resumed.train()
 
     a, b = _weights(straight), _weights(split)
