@@ -1,0 +1,356 @@
+"""Export-friendly form of SeemoRe: same weights, same outputs, one delegate-friendly graph.
+
+The reference network (:mod:`seemore.model`) keeps the official module names and
+formulation. Mobile delegates (XNNPACK, Vulkan, Core ML, LiteRT) reject or split on a few
+of its ops, so this module rebuilds the network from the same weights with exact
+rewrites (TOOLCHAIN.md, "Delegation pitfalls"):
+
+* top-k routing from subtraction, multiplication, clamp and addition only (no ``topk``,
+  ``scatter`` or ``ones_like``); equal to ``torch.topk`` except on exact ties, where
+  every tied expert is kept;
+* channel LayerNorm whose channel means (and variance) come from a 1x1 conv with a
+  fixed ``1/C`` weight buffer, because XNNPACK delegates no ``mean`` over channels;
+* plain slicing instead of ``chunk``/``split`` (``split_with_sizes_copy`` is not delegated);
+* one copy of the stride-4 depthwise aggregation conv per application, because INT8
+  XNNPACK refuses a weight shared by two inputs with different scales;
+* the channel shuffle folded into the output channels of the preceding 1x1 conv, and the
+  input/output colour normalisation folded into the first and last convs.
+
+Every rewrite is exact in real arithmetic; in floating point the outputs differ from the
+reference only by rounding (tested <= 1e-5 on real images).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seemore.checkpoint import load_model
+from seemore.config import SeemoReConfig
+from seemore.model import Expert, MoELayer, Router, SeemoRe, StripedConv2d
+
+# Gain of one step of the arithmetic Heaviside function below. 2**15 keeps every
+# intermediate (|d| <= 1 times the gain) inside fp16's range (max 65504) for Vulkan.
+_STEP_GAIN = 2.0**15
+
+
+def _positive_step(diff: Tensor, stages: int) -> Tensor:
+    """1 where ``diff > 0``, 0 where ``diff <= 0``, built from mul and clamp only.
+
+    Each stage scales by ``_STEP_GAIN`` and clamps to [0, 1]; a positive ``diff`` reaches
+    exactly 1 once ``diff * _STEP_GAIN**stages >= 1``. Callers pick ``stages`` so that
+    the smallest difference that can matter does.
+    """
+    out = diff
+    for _ in range(stages):
+        out = torch.clamp(out * _STEP_GAIN, 0.0, 1.0)
+    return out
+
+
+def step_stages(num_experts: int, k: int) -> int:
+    """Number of gain stages that make the top-``k`` mask exact in fp32 and fp16.
+
+    For top-1 the only differences that decide the mask are ``p_max - p_i`` with
+    ``p_max >= 1/E``; two distinct fp32 numbers that large differ by at least
+    ``2**-24 / (2E)``, so a total gain of ``2**25 * 2E`` is enough. For k > 1 the k-th
+    largest probability can be tiny, so the gain must cover fp32's smallest subnormal
+    (2**-149): 10 stages of 2**15.
+    """
+    if k == 1:
+        needed_log2 = 26 + math.log2(num_experts)
+        return max(1, math.ceil(needed_log2 / math.log2(_STEP_GAIN)))
+    return math.ceil(150 / math.log2(_STEP_GAIN))
+
+
+class TopKRoutingMask(nn.Module):
+    """Zero every probability outside the per-row top ``k`` with delegate-friendly ops.
+
+    ``count_i`` = number of experts with a strictly larger probability than expert ``i``
+    (a sum of exact 0/1 steps); expert ``i`` is kept when ``count_i < k``. Exactly equal
+    to :func:`seemore.model.topk_mask` unless probabilities tie at the k-th place, where
+    this keeps all tied experts and ``topk`` keeps the lower index.
+    """
+
+    def __init__(self, num_experts: int, k: int) -> None:
+        super().__init__()
+        if not 1 <= k <= num_experts:
+            raise ValueError(f"k must be in [1, {num_experts}], got {k}")
+        self.num_experts = num_experts
+        self.k = k
+        self.stages = step_stages(num_experts, k)
+
+    def forward(self, probs: Tensor) -> Tensor:
+        if self.k == self.num_experts:
+            return probs
+        count: Tensor | None = None
+        for j in range(self.num_experts):
+            # (B, 1) - (B, E): 1 where expert j beats expert i, 0 otherwise (and for j == i).
+            beaten = _positive_step(probs[:, j : j + 1] - probs, self.stages)
+            count = beaten if count is None else count + beaten
+        assert count is not None
+        keep = torch.clamp(float(self.k) - count, 0.0, 1.0)
+        return probs * keep
+
+
+class ConvLayerNorm2d(nn.Module):
+    """Channel LayerNorm whose channel statistics are 1x1 convs with a fixed 1/C weight.
+
+    Parameters (``weight``, ``bias``) have the reference names and shapes; the averaging
+    kernel is a non-persistent buffer, so the state_dict equals the reference one.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+        self.register_buffer("mean_kernel", torch.full((1, channels, 1, 1), 1.0 / channels), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = F.conv2d(x, self.mean_kernel)
+        centred = x - mean
+        # Multiplication instead of pow: pow is not delegated everywhere.
+        var = F.conv2d(centred * centred, self.mean_kernel)
+        normed = centred * torch.rsqrt(var + self.eps)
+        return normed * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class DeployGatedFFN(nn.Module):
+    """Gated FFN of the reference with slicing instead of ``chunk``."""
+
+    def __init__(self, channels: int, mlp_ratio: int = 2, kernel_size: int = 3) -> None:
+        super().__init__()
+        hidden = channels * mlp_ratio
+        self.half = hidden // 2
+        self.fn_1 = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.GELU())
+        self.fn_2 = nn.Sequential(nn.Conv2d(self.half, channels, 1), nn.GELU())
+        self.gate = nn.Conv2d(self.half, self.half, kernel_size, padding=kernel_size // 2, groups=self.half)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.fn_1(x)
+        return self.fn_2(y[:, : self.half] * self.gate(y[:, self.half :]))
+
+
+class DeployMoELayer(nn.Module):
+    """Dense mixture of low-rank experts with the arithmetic top-k mask."""
+
+    def __init__(self, channels: int, ranks: tuple[int, ...], topk: int) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(Expert(channels, r) for r in ranks)
+        self.gate = Router(channels, len(ranks))
+        self.mask = TopKRoutingMask(len(ranks), topk)
+
+    def routing_weights(self, x: Tensor) -> Tensor:
+        """Per-image expert weights (B, E), equal to the reference's except on exact ties."""
+        return self.mask(torch.softmax(self.gate(x), dim=1))
+
+    def forward(self, x: Tensor, k: Tensor) -> Tensor:
+        weights = self.routing_weights(x)
+        out = x
+        for i, expert in enumerate(self.experts):
+            w = weights[:, i : i + 1].unsqueeze(-1).unsqueeze(-1)
+            out = out + expert(x, k) * w
+        return out
+
+
+class DeployMoEBlock(nn.Module):
+    """MoRE block with the shuffle folded into ``conv_1`` and one agg conv per repeat."""
+
+    def __init__(self, cfg: SeemoReConfig) -> None:
+        super().__init__()
+        c = cfg.embedding_dim
+        self.channels = c
+        # Output channels of conv_1[2] are already in shuffled order (see convert_state_dict).
+        self.conv_1 = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, 2 * c, 1))
+        self.agg_steps = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, c, 4, stride=4, groups=c), nn.GELU()) for _ in range(cfg.recursive)
+        )
+        self.conv = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=c), nn.Conv2d(c, c, 1))
+        self.conv_2 = nn.Sequential(StripedConv2d(c, 3), nn.GELU())
+        self.moe_layer = DeployMoELayer(c, cfg.expert_ranks, cfg.topk)
+        self.proj = nn.Conv2d(c, c, 1)
+
+    def calibrate(self, k: Tensor) -> Tensor:
+        """Low-resolution context added back to ``k`` (reference ``MoEBlock.calibrate``)."""
+        h, w = k.shape[-2:]
+        ctx = k
+        for step in self.agg_steps:
+            ctx = step(ctx)
+        ctx = self.conv(ctx)
+        ctx = F.interpolate(ctx, size=(h, w), mode="bilinear", align_corners=False)
+        return k + ctx
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv_1(x)
+        c = self.channels
+        x, k = y[:, :c], y[:, c:]
+        x = self.conv_2(x)
+        k = self.calibrate(k)
+        x = self.moe_layer(x, k)
+        return self.proj(x)
+
+
+class DeployStripedConvFormer(nn.Module):
+    """Spatial expert with slicing instead of ``chunk``."""
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.proj = nn.Conv2d(channels, channels, 1)
+        self.to_qv = nn.Sequential(nn.Conv2d(channels, 2 * channels, 1), nn.GELU())
+        self.attn = StripedConv2d(channels, kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        qv = self.to_qv(x)
+        c = self.channels
+        return self.proj(self.attn(qv[:, :c]) * qv[:, c:])
+
+
+class DeployRME(nn.Module):
+    """Rank modulating expert block (reference ``RME``)."""
+
+    def __init__(self, cfg: SeemoReConfig) -> None:
+        super().__init__()
+        c = cfg.embedding_dim
+        self.norm_1 = ConvLayerNorm2d(c)
+        self.block = DeployMoEBlock(cfg)
+        self.norm_2 = ConvLayerNorm2d(c)
+        self.ffn = DeployGatedFFN(c, cfg.mlp_ratio, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.block(self.norm_1(x))
+        return x + self.ffn(self.norm_2(x))
+
+
+class DeploySME(nn.Module):
+    """Spatial modulating expert block (reference ``SME``)."""
+
+    def __init__(self, cfg: SeemoReConfig) -> None:
+        super().__init__()
+        c = cfg.embedding_dim
+        self.norm_1 = ConvLayerNorm2d(c)
+        self.block = DeployStripedConvFormer(c, cfg.global_kernel_size)
+        self.norm_2 = ConvLayerNorm2d(c)
+        self.ffn = DeployGatedFFN(c, cfg.mlp_ratio, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.block(self.norm_1(x))
+        return x + self.ffn(self.norm_2(x))
+
+
+class DeployResGroup(nn.Module):
+    """One residual group: RME then SME."""
+
+    def __init__(self, cfg: SeemoReConfig) -> None:
+        super().__init__()
+        self.local_block = DeployRME(cfg)
+        self.global_block = DeploySME(cfg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.global_block(self.local_block(x))
+
+
+def shuffle_permutation(channels: int, groups: int = 2) -> Tensor:
+    """Index ``perm`` with ``channel_shuffle(y, groups)[:, j] == y[:, perm[j]]``."""
+    per_group = channels // groups
+    j = torch.arange(channels)
+    return (j % groups) * per_group + j // groups
+
+
+def _agg_prefix(i: int) -> str:
+    return f"body.{i}.local_block.block."
+
+
+def convert_state_dict(ref_sd: Mapping[str, Tensor], cfg: SeemoReConfig) -> dict[str, Tensor]:
+    """Map a reference (official-named) state_dict to the :class:`DeploySeemoRe` one.
+
+    The mapping is exact: weights are copied, permuted or scaled, never approximated.
+    """
+    sd = {k: v.detach().clone() for k, v in ref_sd.items()}
+    c = cfg.embedding_dim
+    perm = shuffle_permutation(2 * c) if cfg.use_shuffle else None
+    for i in range(cfg.num_layers):
+        p = _agg_prefix(i)
+        if perm is not None:
+            sd[p + "conv_1.2.weight"] = sd[p + "conv_1.2.weight"][perm].contiguous()
+            sd[p + "conv_1.2.bias"] = sd[p + "conv_1.2.bias"][perm].contiguous()
+        agg_w = sd.pop(p + "agg_conv.0.weight")
+        agg_b = sd.pop(p + "agg_conv.0.bias")
+        for r in range(cfg.recursive):
+            sd[p + f"agg_steps.{r}.0.weight"] = agg_w.clone()
+            sd[p + f"agg_steps.{r}.0.bias"] = agg_b.clone()
+    # (x - mean) * img_range -> conv_1: the scale moves into conv_1's weight.
+    sd["conv_1.weight"] = sd["conv_1.weight"] * cfg.img_range
+    # upsampler conv -> pixel_shuffle -> / img_range + mean: output channel o of the conv
+    # becomes colour o // scale**2 after the shuffle, so the mean goes into its bias.
+    mean = torch.tensor(cfg.rgb_mean, dtype=sd["upsampler.0.bias"].dtype)
+    sd["upsampler.0.weight"] = sd["upsampler.0.weight"] / cfg.img_range
+    sd["upsampler.0.bias"] = sd["upsampler.0.bias"] / cfg.img_range + mean.repeat_interleave(cfg.scale**2)
+    return sd
+
+
+class DeploySeemoRe(nn.Module):
+    """SeemoRe rewritten for export; build it with :meth:`from_reference` or :meth:`from_state_dict`.
+
+    Input RGB in [0, 1], NCHW, any batch size; output ``scale`` times larger, equal to
+    the reference :class:`seemore.model.SeemoRe` up to float rounding.
+    """
+
+    def __init__(self, cfg: SeemoReConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        c = cfg.embedding_dim
+        self.register_buffer("mean", torch.tensor(cfg.rgb_mean).view(1, 3, 1, 1), persistent=False)
+        self.conv_1 = nn.Conv2d(cfg.in_chans, c, 3, padding=1)
+        self.body = nn.Sequential(*(DeployResGroup(cfg) for _ in range(cfg.num_layers)))
+        self.norm = ConvLayerNorm2d(c)
+        self.conv_2 = nn.Conv2d(c, c, 3, padding=1)
+        self.upsampler = nn.Sequential(
+            nn.Conv2d(c, cfg.in_chans * cfg.scale**2, 3, padding=1), nn.PixelShuffle(cfg.scale)
+        )
+
+    @property
+    def scale(self) -> int:
+        """Upscaling factor."""
+        return self.config.scale
+
+    @classmethod
+    def from_reference(cls, model: SeemoRe) -> "DeploySeemoRe":
+        """Deploy form of a reference model (weights copied; the reference is untouched)."""
+        deploy = cls(model.config)
+        deploy.load_state_dict(convert_state_dict(model.state_dict(), model.config), strict=True)
+        return deploy.to(next(model.parameters()).device).eval()
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Mapping[str, Tensor], cfg: SeemoReConfig) -> "DeploySeemoRe":
+        """Deploy form from an official-named state_dict (official ``.pth`` params or ours).
+
+        The state_dict is first loaded strictly into a reference model, so a mismatch is
+        reported in reference names.
+        """
+        ref = SeemoRe(cfg)
+        ref.load_state_dict(state_dict, strict=True)
+        return cls.from_reference(ref)
+
+    @classmethod
+    def from_checkpoint(cls, name_or_path: str | Path) -> "DeploySeemoRe":
+        """Deploy form of a shipped name, one of our safetensors files or an official ``.pth``."""
+        return cls.from_reference(load_model(name_or_path))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # img_range and the output mean live in conv_1 / upsampler weights (convert_state_dict).
+        x = self.conv_1(x - self.mean)
+        res = x
+        x = self.body(x)
+        x = self.conv_2(self.norm(x)) + res
+        return self.upsampler(x)
+
+
+def moe_layers(model: nn.Module) -> list[nn.Module]:
+    """The MoE layers of a reference or deploy model, in forward order."""
+    return [m for m in model.modules() if isinstance(m, (MoELayer, DeployMoELayer))]

@@ -1,0 +1,213 @@
+"""The deploy form of SeemoRe equals the reference network (seemore/deploy.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from seemore import create_model, list_shipped, load_model, save_model
+from seemore.deploy import (
+    DeploySeemoRe,
+    TopKRoutingMask,
+    convert_state_dict,
+    moe_layers,
+    shuffle_permutation,
+)
+from seemore.export.calibration import center_crop, load_rgb
+from seemore.model import SeemoRe, channel_shuffle, topk_mask
+from seemore.paths import bundled_images, resolve_data_root
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    # On shared, busy cores, multi-threaded ops wait for sleeping workers; one thread is faster.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def lr_images(n: int, height: int, width: int) -> torch.Tensor:
+    """``n`` real LR images (Set5/Set14 LR x4, else bundled photos) centre-cropped to one size."""
+    root = resolve_data_root(None)
+    paths: list[Path] = []
+    if root is not None:
+        for name in ("Set5", "Set14"):
+            paths += sorted((root / "benchmark" / name / "LR_bicubic" / "X4").glob("*.png"))
+    if not paths:
+        paths = bundled_images()
+    imgs = [load_rgb(p) for p in paths]
+    imgs = [t for t in imgs if t.shape[-2] >= height and t.shape[-1] >= width]
+    assert len(imgs) >= n, "not enough real images of the requested size"
+    return torch.cat([center_crop(t, height, width) for t in imgs[:n]])
+
+
+def seeded(variant: str, **overrides: object) -> SeemoRe:
+    torch.manual_seed(0)
+    return create_model(variant, 4, **overrides).eval()
+
+
+def routing_choices(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Selected expert per image for every MoE layer: a list of (B,) index tensors."""
+    choices: list[torch.Tensor] = []
+    hooks = [
+        layer.gate.register_forward_hook(lambda _m, _i, out: choices.append(out.argmax(1)))
+        for layer in moe_layers(model)
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return choices
+
+
+def force_image_dependent_routing(model: SeemoRe, x: torch.Tensor) -> None:
+    """Set every router so that the images of ``x`` pick different experts.
+
+    Layer by layer, the router input of each image is recorded and the gate rows are
+    set to the centred router inputs of the first images (scaled up), so image ``e``
+    scores highest on expert ``e``.
+    """
+    for layer in moe_layers(model):
+        pooled: list[torch.Tensor] = []
+        hook = layer.gate.body[1].register_forward_hook(lambda _m, _i, out: pooled.append(out))
+        with torch.no_grad():
+            model(x)
+        hook.remove()
+        u = pooled[0]
+        centre = u.mean(0, keepdim=True)
+        d = u - centre
+        # Orthogonal to the common part of the router inputs, so only what differs between
+        # the images reaches the logits.
+        unit = centre / centre.norm().clamp_min(1e-12)
+        rows = d[: layer.gate.body[2].weight.shape[0]]
+        rows = rows - (rows @ unit.T) * unit
+        rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        with torch.no_grad():
+            layer.gate.body[2].weight.copy_(50.0 * rows)
+
+
+@pytest.mark.parametrize("variant", ["seemore_t", "seemore_b", "seemore_l"])
+def test_deploy_equals_reference_on_real_images(variant: str) -> None:
+    ref = seeded(variant)
+    dep = DeploySeemoRe.from_reference(ref)
+    x = lr_images(2, 32, 48)
+    with torch.no_grad():
+        want, got = ref(x), dep(x)
+    assert got.shape == (2, 3, 128, 192)
+    assert (got - want).abs().max().item() <= TOL
+
+
+def test_deploy_follows_image_dependent_routing() -> None:
+    ref = seeded("seemore_t")
+    x = lr_images(3, 48, 48)
+    force_image_dependent_routing(ref, x)
+    ref_choices = routing_choices(ref, x)
+    # The construction must really make the routing differ between images of one batch.
+    assert all(len(set(c.tolist())) > 1 for c in ref_choices)
+    dep = DeploySeemoRe.from_reference(ref)
+    assert [c.tolist() for c in routing_choices(dep, x)] == [c.tolist() for c in ref_choices]
+    with torch.no_grad():
+        assert (dep(x) - ref(x)).abs().max().item() <= TOL
+        # Per image and batched give the same result (routing is per image).
+        single = torch.cat([dep(x[i : i + 1]) for i in range(3)])
+        assert (dep(x) - single).abs().max().item() <= TOL
+
+
+def test_from_state_dict_matches_from_reference_and_rejects_wrong_keys() -> None:
+    ref = seeded("seemore_t")
+    a = DeploySeemoRe.from_reference(ref)
+    b = DeploySeemoRe.from_state_dict(ref.state_dict(), ref.config)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    # One weight copy per application of the recursive agg conv, both equal to the shared one.
+    p = "body.0.local_block.block."
+    sd = a.state_dict()
+    shared = ref.state_dict()[p + "agg_conv.0.weight"]
+    assert torch.equal(sd[p + "agg_steps.0.0.weight"], shared)
+    assert torch.equal(sd[p + "agg_steps.1.0.weight"], shared)
+    assert sd[p + "agg_steps.0.0.weight"].data_ptr() != sd[p + "agg_steps.1.0.weight"].data_ptr()
+    bad = dict(ref.state_dict())
+    bad.pop("conv_1.weight")
+    with pytest.raises(RuntimeError, match="conv_1.weight"):
+        DeploySeemoRe.from_state_dict(bad, ref.config)
+
+
+def test_convert_state_dict_does_not_touch_the_reference() -> None:
+    ref = seeded("seemore_t")
+    before = {k: v.clone() for k, v in ref.state_dict().items()}
+    convert_state_dict(ref.state_dict(), ref.config)
+    DeploySeemoRe.from_reference(ref)
+    assert all(torch.equal(before[k], v) for k, v in ref.state_dict().items())
+
+
+def test_shuffle_permutation_is_the_channel_shuffle() -> None:
+    y = torch.randn(2, 12, 3, 4)
+    assert torch.equal(channel_shuffle(y, 2), y[:, shuffle_permutation(12)])
+
+
+def one_step_below(x: torch.Tensor) -> torch.Tensor:
+    """The next representable value towards zero of positive ``x`` (same dtype)."""
+    int_type = {torch.float32: torch.int32, torch.float16: torch.int16}[x.dtype]
+    return (x.view(int_type) - 1).view(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_arithmetic_topk_mask_equals_topk(k: int, dtype: torch.dtype) -> None:
+    torch.manual_seed(1)
+    spread = torch.tensor([0.1, 1.0, 10.0, 40.0]).repeat_interleave(1000)[:, None]
+    probs = torch.softmax(torch.randn(4000, 3) * spread, 1).to(dtype)
+    # Near ties in permuted columns: winner, runner-up one representable step below, a third.
+    top = (0.34 + 0.6 * torch.rand(600)).to(dtype)
+    near = torch.stack([top, one_step_below(top), (top.float() * 0.5).to(dtype)], 1)
+    cols = torch.stack([torch.randperm(3) for _ in range(600)])
+    probs = torch.cat([torch.gather(near, 1, cols), probs])
+    p = probs.float()
+    untied = (p[:, :, None] == p[:, None, :]).sum((1, 2)) == 3
+    assert untied[:600].all() and untied.sum() > 3000
+    got = TopKRoutingMask(3, k)(probs).float()
+    assert torch.equal(got[untied], topk_mask(p, k)[untied])
+
+
+def test_arithmetic_topk_mask_keeps_all_tied_experts() -> None:
+    probs = torch.tensor([[0.4, 0.4, 0.2], [0.5, 0.25, 0.25]])
+    assert torch.equal(TopKRoutingMask(3, 1)(probs), torch.tensor([[0.4, 0.4, 0.0], [0.5, 0.0, 0.0]]))
+    assert torch.equal(TopKRoutingMask(3, 2)(probs), torch.tensor([[0.4, 0.4, 0.0], [0.5, 0.25, 0.25]]))
+
+
+def test_deploy_graph_avoids_ops_that_split_delegates() -> None:
+    dep = DeploySeemoRe.from_reference(seeded("seemore_t", num_layers=1))
+    program = torch.export.export(dep, (torch.full((2, 3, 32, 48), 0.5),), strict=False)
+    names = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    for banned in ("topk", "scatter", "chunk", "split", "ones_like", "pow"):
+        assert not any(banned in n for n in names), banned
+    channel_means = [
+        n for n in program.graph.nodes if n.op == "call_function" and "mean" in str(n.target) and n.args[1] != [-1, -2]
+    ]
+    assert not channel_means
+
+
+def test_from_checkpoint_loads_our_safetensors(tmp_path: Path) -> None:
+    ref = seeded("seemore_t", num_layers=1)
+    save_model(ref, tmp_path / "m.safetensors")
+    dep = DeploySeemoRe.from_checkpoint(tmp_path / "m.safetensors")
+    x = lr_images(1, 32, 32)
+    with torch.no_grad():
+        assert (dep(x) - ref(x)).abs().max().item() <= TOL
+
+
+def test_deploy_equals_shipped_checkpoint_on_real_images() -> None:
+    shipped = list_shipped()
+    if "seemore_t_x4" not in shipped:
+        pytest.skip("no shipped seemore_t_x4 checkpoint yet")
+    ref = load_model("seemore_t_x4")
+    dep = DeploySeemoRe.from_checkpoint("seemore_t_x4")
+    x = lr_images(2, 48, 64)
+    with torch.no_grad():
+        assert (dep(x) - ref(x)).abs().max().item() <= TOL
