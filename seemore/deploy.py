@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from seemore.checkpoint import load_model
 from seemore.config import SeemoReConfig
-from seemore.model import Expert, MoELayer, Router, SeemoRe, StripedConv2d
+from seemore.model import Expert, MoELayer, PreNormExpertBlock, ResGroup, Router, SeemoRe, StripedConv2d
 
 # Gain of one step of the arithmetic Heaviside function below. 2**15 keeps every
 # intermediate (|d| <= 1 times the gain) inside fp16's range (max 65504) for Vulkan.
@@ -211,48 +211,17 @@ class DeployStripedConvFormer(nn.Module):
         return self.proj(self.attn(qv[:, :c]) * qv[:, c:])
 
 
-class DeployRME(nn.Module):
-    """Rank modulating expert block (reference ``RME``)."""
-
-    def __init__(self, cfg: SeemoReConfig) -> None:
-        super().__init__()
-        c = cfg.embedding_dim
-        self.norm_1 = ConvLayerNorm2d(c)
-        self.block = DeployMoEBlock(cfg)
-        self.norm_2 = ConvLayerNorm2d(c)
-        self.ffn = DeployGatedFFN(c, cfg.mlp_ratio, 3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.block(self.norm_1(x))
-        return x + self.ffn(self.norm_2(x))
-
-
-class DeploySME(nn.Module):
-    """Spatial modulating expert block (reference ``SME``)."""
-
-    def __init__(self, cfg: SeemoReConfig) -> None:
-        super().__init__()
-        c = cfg.embedding_dim
-        self.norm_1 = ConvLayerNorm2d(c)
-        self.block = DeployStripedConvFormer(c, cfg.global_kernel_size)
-        self.norm_2 = ConvLayerNorm2d(c)
-        self.ffn = DeployGatedFFN(c, cfg.mlp_ratio, 3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.block(self.norm_1(x))
-        return x + self.ffn(self.norm_2(x))
-
-
-class DeployResGroup(nn.Module):
-    """One residual group: RME then SME."""
-
-    def __init__(self, cfg: SeemoReConfig) -> None:
-        super().__init__()
-        self.local_block = DeployRME(cfg)
-        self.global_block = DeploySME(cfg)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.global_block(self.local_block(x))
+def deploy_res_group(cfg: SeemoReConfig) -> ResGroup:
+    """One residual group built from the delegate-friendly parts (reference names kept)."""
+    c = cfg.embedding_dim
+    local = PreNormExpertBlock(
+        ConvLayerNorm2d(c), DeployMoEBlock(cfg), ConvLayerNorm2d(c), DeployGatedFFN(c, cfg.mlp_ratio, 3)
+    )
+    spatial = PreNormExpertBlock(
+        ConvLayerNorm2d(c), DeployStripedConvFormer(c, cfg.global_kernel_size), ConvLayerNorm2d(c),
+        DeployGatedFFN(c, cfg.mlp_ratio, 3),
+    )
+    return ResGroup(local, spatial)
 
 
 def shuffle_permutation(channels: int, groups: int = 2) -> Tensor:
@@ -307,7 +276,7 @@ class DeploySeemoRe(nn.Module):
         c = cfg.embedding_dim
         self.register_buffer("mean", torch.tensor(cfg.rgb_mean).view(1, 3, 1, 1), persistent=False)
         self.conv_1 = nn.Conv2d(cfg.in_chans, c, 3, padding=1)
-        self.body = nn.Sequential(*(DeployResGroup(cfg) for _ in range(cfg.num_layers)))
+        self.body = nn.Sequential(*(deploy_res_group(cfg) for _ in range(cfg.num_layers)))
         self.norm = ConvLayerNorm2d(c)
         self.conv_2 = nn.Conv2d(c, c, 3, padding=1)
         self.upsampler = nn.Sequential(

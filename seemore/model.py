@@ -178,45 +178,51 @@ class StripedConvFormer(nn.Module):
         return self.proj(self.attn(q) * v)
 
 
-class RME(nn.Module):
+class PreNormExpertBlock(nn.Module):
+    """``x + block(norm_1(x))`` then ``x + ffn(norm_2(x))``: the shape shared by RME and SME.
+
+    Takes its parts as modules so that the deploy form (:mod:`seemore.deploy`) reuses it with
+    delegate-friendly parts under the same parameter names.
+    """
+
+    def __init__(self, norm_1: nn.Module, block: nn.Module, norm_2: nn.Module, ffn: nn.Module) -> None:
+        super().__init__()
+        self.norm_1 = norm_1
+        self.block = block
+        self.norm_2 = norm_2
+        self.ffn = ffn
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.block(self.norm_1(x))
+        return x + self.ffn(self.norm_2(x))
+
+
+class RME(PreNormExpertBlock):
     """Rank modulating expert block: pre-norm MoRE then pre-norm gated FFN, both residual."""
 
     def __init__(self, cfg: SeemoReConfig) -> None:
-        super().__init__()
         c = cfg.embedding_dim
-        self.norm_1 = LayerNorm2d(c)
-        self.block = MoEBlock(cfg)
-        self.norm_2 = LayerNorm2d(c)
-        self.ffn = GatedFFN(c, cfg.mlp_ratio, 3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.block(self.norm_1(x))
-        return x + self.ffn(self.norm_2(x))
+        super().__init__(LayerNorm2d(c), MoEBlock(cfg), LayerNorm2d(c), GatedFFN(c, cfg.mlp_ratio, 3))
 
 
-class SME(nn.Module):
+class SME(PreNormExpertBlock):
     """Spatial modulating expert block: pre-norm striped conv former then pre-norm FFN."""
 
     def __init__(self, cfg: SeemoReConfig) -> None:
-        super().__init__()
         c = cfg.embedding_dim
-        self.norm_1 = LayerNorm2d(c)
-        self.block = StripedConvFormer(c, cfg.global_kernel_size)
-        self.norm_2 = LayerNorm2d(c)
-        self.ffn = GatedFFN(c, cfg.mlp_ratio, 3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.block(self.norm_1(x))
-        return x + self.ffn(self.norm_2(x))
+        super().__init__(
+            LayerNorm2d(c), StripedConvFormer(c, cfg.global_kernel_size), LayerNorm2d(c),
+            GatedFFN(c, cfg.mlp_ratio, 3),
+        )
 
 
 class ResGroup(nn.Module):
     """One residual group: RME (``local_block``) then SME (``global_block``)."""
 
-    def __init__(self, cfg: SeemoReConfig) -> None:
+    def __init__(self, local_block: nn.Module, global_block: nn.Module) -> None:
         super().__init__()
-        self.local_block = RME(cfg)
-        self.global_block = SME(cfg)
+        self.local_block = local_block
+        self.global_block = global_block
 
     def forward(self, x: Tensor) -> Tensor:
         return self.global_block(self.local_block(x))
@@ -233,7 +239,7 @@ class SeemoRe(nn.Module):
         # Not persistent: official checkpoints carry no mean, and neither do ours.
         self.register_buffer("mean", torch.tensor(cfg.rgb_mean).view(1, 3, 1, 1), persistent=False)
         self.conv_1 = nn.Conv2d(cfg.in_chans, c, 3, padding=1)
-        self.body = nn.Sequential(*(ResGroup(cfg) for _ in range(cfg.num_layers)))
+        self.body = nn.Sequential(*(ResGroup(RME(cfg), SME(cfg)) for _ in range(cfg.num_layers)))
         self.norm = LayerNorm2d(c)
         self.conv_2 = nn.Conv2d(c, c, 3, padding=1)
         self.upsampler = nn.Sequential(
