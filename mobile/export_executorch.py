@@ -10,11 +10,13 @@ Each ``.pte`` is written with a sidecar JSON (export spec, checkpoint SHA-256, t
 versions, delegation summary, export check) into ``--out``. The XNNPACK files are run
 once in ``executorch.runtime`` on a real image and compared with their torch model:
 FP32 against eager PyTorch (>= 60 dB), INT8 against the converted quantized model
-(>= 45 dB); a result below that is marked FAIL and the exit code is 1. Vulkan files
+(>= 45 dB, or "at floor": see :mod:`seemore.export.bounds`); a FAIL gives exit code 1. Vulkan files
 cannot run on this host (no Vulkan backend in the pip runtime): a torch fp16 run on a
-small real crop stands in to catch fp16 overflow. INT8 comes from post-training
-quantization on the Set5+Set14 LR images, or from ``--int8-program`` (a converted QAT
-model saved with ``torch.export.save``). A thin CLI over
+small real crop stands in to catch fp16 overflow. INT8 is lowered from the QAT program that
+``python quantization/qat.py`` saved (``artifacts/quantization/``), from ``--int8-program``,
+or, when neither exists (or with ``--ptq``), from post-training quantization on LR
+training images; the converted program is saved next to the ``.pte`` as its parity
+reference. A thin CLI over
 :mod:`seemore.export.executorch_export`.
 """
 
@@ -77,14 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="INT8 PTQ: calibrate on the first N Set5+Set14 LR images (default: all of them)",
+        help="INT8 PTQ: calibrate on N whole LR training images (default: 32)",
     )
     parser.add_argument(
         "--int8-program",
         type=Path,
         default=None,
-        help="INT8 from this quantized program instead of PTQ: a convert_pt2e model saved with "
-        "torch.export.save (e.g. the QAT output)",
+        help="INT8 from this quantized program: a convert_pt2e model saved with torch.export.save "
+        "(default: quantization/qat.py's QAT program for this model and size when it exists, else PTQ here)",
+    )
+    parser.add_argument(
+        "--ptq",
+        action="store_true",
+        help="INT8 by post-training quantization here even when a QAT program exists",
     )
     parser.add_argument(
         "--no-check", action="store_true", help="skip running the .pte files in executorch.runtime"
@@ -143,7 +150,10 @@ def _format_table(results: list[Any]) -> str:
             elif sim:
                 parity = "not run (fp16 sim NOT FINITE)"
         else:
-            parity = f"{check['psnr_db']:.1f} dB {'ok' if check['passed'] else 'FAIL'}"
+            status = check.get("status", "pass" if check["passed"] else "FAIL")
+            parity = f"{check['psnr_db']:.1f} dB {'ok' if status == 'pass' else status}"
+            if "reference_self_psnr_db" in check:
+                parity += f" (ref. self {check['reference_self_psnr_db']:.1f})"
         timing = "-"
         if "pte_median_ms" in check:
             timing = f"{check['pte_median_ms']:.0f}/{check['eager_fp32_median_ms']:.0f}"
@@ -167,6 +177,9 @@ def _format_table(results: list[Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    from seemore.toolchain_logs import quiet_toolchain_logs
+
+    quiet_toolchain_logs()
     try:
         height, width = parse_size(args.size)
         if args.batch < 1:
@@ -193,10 +206,22 @@ def main(argv: list[str] | None = None) -> int:
         for spec in specs:
             spec.check_model(model)
         int8_model = int8_source = None
+        int8_specs = [s for s in specs if s.precision == "int8"]
+        if args.int8_program is None and int8_specs and not args.ptq:
+            # Default: the QAT program that `python quantization/qat.py` wrote for this model and size.
+            from seemore.quantize import DEFAULT_OUT as QAT_OUT
+            from seemore.quantize import program_name
+
+            candidate = QAT_OUT / program_name(model.config, int8_specs[0], "qat")
+            if candidate.is_file():
+                args.int8_program = candidate
+                print(f"INT8 from the QAT program {candidate}", file=sys.stderr)
+            else:
+                print(f"no QAT program at {candidate} (run `python quantization/qat.py` first): "
+                      "INT8 by post-training quantization on training images", file=sys.stderr)
         if args.int8_program is not None:
             from seemore.checkpoint import file_sha256
 
-            int8_specs = [s for s in specs if s.precision == "int8"]
             if not int8_specs:
                 raise SpecError("--int8-program needs the xnnpack-int8 target in --backends")
             int8_model = _load_int8_program(args.int8_program, int8_specs[0])

@@ -6,6 +6,12 @@ Steps, each a thin call into the library, each writing into ``--out``:
 2. ``evaluate``: the shipped SeemoRe-T x4 and MATLAB bicubic on Set5/Set14 (``seemore.evaluate``)
    -> ``eval.json``
 3. ``upscale``: the shipped model on a sample image (``seemore.upscale``) -> ``upscaled/``
+4. ``quantize``: PTQ and QAT INT8 for XNNPACK with the default recipe (``quantization/qat.py``)
+   -> ``quantization/`` (the QAT program, its sidecar, ``qat.json``)
+5. ``export``: ExecuTorch XNNPACK FP32, XNNPACK INT8 (from the QAT program) and Vulkan FP16
+   at 1x3x180x320 (``mobile/export_executorch.py``) -> ``executorch/``
+6. ``parity``: every artifact in ``executorch/`` in its runtime against PyTorch on Set5/Set14
+   (``mobile/parity.py``) -> ``parity.json``
 
 Data come from the data root (``--data-root``, ``$SEEMORE_DATA`` or ``../shared/data``); without
 one, the bundled sample photos are used and the pipeline says so.
@@ -18,7 +24,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,12 @@ class PipelineContext:
     data_root: Path | None
     model_name: str
     threads: int
+    export_size: tuple[int, int] = (180, 320)
+    qat_steps: int | None = None
+    # Set by the quantize step, read by the export step.
+    int8_program: Path | None = None
+    # Bounds that a step found failed (reported at the end; the exit code is then 1).
+    failures: list[str] = field(default_factory=list)
 
     def write_text(self, name: str, text: str) -> Path:
         """Write ``text`` atomically to ``out/name``."""
@@ -94,10 +106,83 @@ def step_upscale(ctx: PipelineContext) -> str:
     return f"{source.name} {result.in_size} -> {target} {result.out_size}, {result.windows} window(s)"
 
 
+def step_quantize(ctx: PipelineContext) -> str:
+    """PTQ and QAT INT8 (XNNPACK quantizer, default recipe) as ``python quantization/qat.py`` runs it."""
+    from seemore.checkpoint import resolve_model_path
+    from seemore.export.spec import ExportSpec
+    from seemore.quantize import QATSettings, format_summary, run_quantization
+
+    checkpoint = resolve_model_path(ctx.model_name)
+    model = load_model(checkpoint)
+    settings = QATSettings() if ctx.qat_steps is None else QATSettings(steps=ctx.qat_steps)
+    height, width = ctx.export_size
+    spec = ExportSpec("xnnpack", "int8", height, width, scale=model.scale)
+    result = run_quantization(model, settings, ctx.out / "quantization", checkpoint=checkpoint,
+                              data_root=ctx.data_root, spec=spec)
+    print(format_summary(result))
+    ctx.write_json("quantization/qat.json", result.to_dict())
+    ctx.int8_program = Path(result.program) if result.program else None
+    drop = result.drop_db("qat_int8")
+    ptq = result.drop_db("ptq_int8")
+    return f"Set5 drop vs FP32: PTQ {ptq:.2f} dB, QAT {drop:.2f} dB -> {result.program}"
+
+
+def step_export(ctx: PipelineContext) -> str:
+    """ExecuTorch ``.pte`` files (XNNPACK FP32/INT8, Vulkan FP16) with sidecars and export checks."""
+    from seemore.checkpoint import file_sha256, resolve_model_path
+    from seemore.export.executorch_export import export_executorch
+    from seemore.export.spec import ExportSpec
+    from seemore.quantize import load_program
+
+    checkpoint = resolve_model_path(ctx.model_name)
+    model = load_model(checkpoint)
+    height, width = ctx.export_size
+    targets = (("xnnpack", "fp32"), ("xnnpack", "int8"), ("vulkan", "fp16"))
+    specs = [ExportSpec(b, p, height, width, scale=model.scale) for b, p in targets]
+    int8_model = int8_source = None
+    program = ctx.int8_program
+    if program is None:  # export run on its own: the quantize step's output of an earlier run
+        from seemore.quantize import program_name
+
+        program = ctx.out / "quantization" / program_name(model.config, specs[1], "qat")
+    if program.is_file():
+        int8_model = load_program(program)
+        int8_source = {"method": "provided program", "program": str(program), "sha256": file_sha256(program)}
+    results = export_executorch(model, specs, ctx.out / "executorch", checkpoint=checkpoint,
+                                data_root=ctx.data_root, int8_model=int8_model, int8_source=int8_source,
+                                progress=lambda msg: print(msg, flush=True))
+    parts = []
+    for r in results:
+        check = r.check
+        state = f"{check['psnr_db']:.1f} dB {check.get('status')}" if check.get("ran") else "not run"
+        parts.append(f"{r.spec.tag} {r.delegation['delegated_subgraphs']} subgraph(s) [{state}]")
+        if check.get("ran") and not check.get("passed"):
+            ctx.failures.append(f"export check of {r.name}")
+    return "; ".join(parts)
+
+
+def step_parity(ctx: PipelineContext) -> str:
+    """The parity table of every artifact in ``executorch/`` (as ``python mobile/parity.py``)."""
+    from seemore.parity import format_table, run_parity
+
+    results = run_parity(ctx.out / "executorch", ctx.data_root)
+    print(format_table(results))
+    ctx.write_json("parity.json", {"results": [r.to_dict() for r in results]})
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        if r.failed:
+            ctx.failures.append(f"parity of {r.artifact}")
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
 STEPS: dict[str, Callable[[PipelineContext], str]] = {
     "cost": step_cost,
     "evaluate": step_evaluate,
     "upscale": step_upscale,
+    "quantize": step_quantize,
+    "export": step_export,
+    "parity": step_parity,
 }
 
 
@@ -110,19 +195,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint or shipped name (default: {DEFAULT_MODEL})")
     p.add_argument("--steps", nargs="+", choices=list(STEPS), default=list(STEPS), help="steps to run (default: all)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--qat-steps", type=int, default=None,
+                   help="QAT steps of the quantize step (default: quantization/qat.py's default)")
+    p.add_argument("--export-size", default=None, metavar="HxW",
+                   help="fixed LR input size of the quantized program and the .pte files (default: 180x320)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected steps in order; stop at the first failure with a one-line reason."""
     args = build_parser().parse_args(argv)
+    from seemore.toolchain_logs import quiet_toolchain_logs
+
+    quiet_toolchain_logs()
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
         data_root = resolve_data_root(args.data_root)
         if args.model == DEFAULT_MODEL and DEFAULT_MODEL not in list_shipped():
             raise CheckpointError(f"no shipped {DEFAULT_MODEL} checkpoint in this install")
-        ctx = PipelineContext(Path(args.out), data_root, args.model, args.threads)
+        from seemore.export.spec import DEFAULT_LR_HEIGHT, DEFAULT_LR_WIDTH, parse_size
+
+        size = parse_size(args.export_size) if args.export_size else (DEFAULT_LR_HEIGHT, DEFAULT_LR_WIDTH)
+        if args.qat_steps is not None and args.qat_steps < 0:
+            raise ValueError(f"--qat-steps must be >= 0, got {args.qat_steps}")
+        ctx = PipelineContext(Path(args.out), data_root, args.model, args.threads, size, args.qat_steps)
         print(f"data root: {data_root if data_root else 'none (bundled sample photos)'}; model: {args.model}")
         summary = []
         for name in args.steps:
@@ -133,9 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DataError, ValueError, OSError) as exc:
         print(f"pipeline: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a toolchain failure in a step: one line, not a traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"pipeline: error: step {name} failed ({type(exc).__name__}): {first}", file=sys.stderr)
+        return 1
     print("\n=== summary ===")
     for name, seconds, result in summary:
         print(f"{name:10s} {seconds:7.1f} s  {result}")
+    if ctx.failures:
+        print(f"pipeline: error: failed bounds: {', '.join(ctx.failures)}", file=sys.stderr)
+        return 1
     return 0
 
 

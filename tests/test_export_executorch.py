@@ -7,7 +7,6 @@ image) through the library, so every test below reads the same artifacts.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -24,18 +23,15 @@ from seemore.export import ExportSpec, SpecError, export_program, parse_size, re
 from seemore.export.calibration import center_crop, load_rgb, real_input
 from seemore.export.executorch_export import export_executorch, psnr, run_pte
 from seemore.paths import bundled_images, resolve_data_root
+from conftest import load_script
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parent.parent
-CLI_PATH = REPO / "mobile" / "export_executorch.py"
 H, W = 32, 48
 
 
 def load_cli() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("export_executorch_cli", CLI_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("mobile/export_executorch.py")
 
 
 def lr_crop() -> torch.Tensor:
@@ -43,15 +39,6 @@ def lr_crop() -> torch.Tensor:
     root = resolve_data_root(None)
     path = root / "benchmark" / "Set5" / "LR_bicubic" / "X4" / "babyx4.png" if root else bundled_images()[0]
     return center_crop(load_rgb(path), H, W)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    # On shared, busy cores, multi-threaded ops wait for sleeping workers; one thread is faster.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +138,8 @@ def test_sidecars_describe_their_artifacts(exported: dict[str, Any]) -> None:
     names = sorted(p.name for p in out.iterdir())
     tags = ("xnnpack_fp32", "xnnpack_int8", "vulkan_fp16")
     expected = [f"seemore_t_x4_{t}_{H}x{W}.pte{ext}" for t in tags for ext in ("", ".json")]
+    # The exporter's PTQ program, the INT8 artifact's parity reference.
+    expected += [f"seemore_t_x4_xnnpack_int8_ptq_{H}x{W}.pt2{ext}" for ext in ("", ".json")]
     assert names == sorted(expected), "only artifacts and sidecars, no temporary files"
     for tag, precision in (("xnnpack_fp32", "fp32"), ("xnnpack_int8", "int8"), ("vulkan_fp16", "fp16")):
         path = pte(exported, tag)
@@ -166,6 +155,9 @@ def test_sidecars_describe_their_artifacts(exported: dict[str, Any]) -> None:
         assert ("quantization" in side) == (precision == "int8")
     quant = read_sidecar(pte(exported, "xnnpack_int8"))["quantization"]
     assert quant["method"] == "ptq" and quant["calibration_images"] == 1 and quant["biases"] == "int32 grid"
+    assert "training images" in quant["calibration_data"]
+    program = Path(quant["program"])
+    assert program.parent == out and quant["sha256"] == file_sha256(program)
 
 
 def test_cli_missing_checkpoint_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

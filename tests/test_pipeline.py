@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import seemore
 from seemore import pipeline
@@ -14,7 +15,7 @@ from seemore import pipeline
 @pytest.mark.skipif("seemore_t_x4" not in seemore.list_shipped(), reason="no shipped seemore_t_x4 in this checkout")
 def test_pipeline_runs_every_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    assert pipeline.main(["--out", str(out), "--threads", "1"]) == 0
+    assert pipeline.main(["--out", str(out), "--threads", "1", "--steps", "cost", "evaluate", "upscale"]) == 0
     printed = capsys.readouterr().out
     assert "=== summary ===" in printed
     evaluation = json.loads((out / "eval.json").read_text())
@@ -24,6 +25,34 @@ def test_pipeline_runs_every_step(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert scores["psnr"] > bicubic_report["sets"][name]["psnr"] + 0.5
     assert len(json.loads((out / "cost.json").read_text())["models"]) == 9
     assert any((out / "upscaled").iterdir())
+
+
+def test_pipeline_quantize_export_parity_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The deploy half of the pipeline on a small model (one residual group, output near image
+    # range like a trained model's) at a small export size; the shipped model runs the same code.
+    torch.manual_seed(0)
+    model = seemore.create_model("seemore_t", 4, num_layers=1).eval()
+    with torch.no_grad():
+        model.upsampler[0].weight.mul_(0.05)
+        model.upsampler[0].bias.zero_()
+    ckpt = tmp_path / "small.safetensors"
+    seemore.save_model(model, ckpt)
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--threads", "1", "--model", str(ckpt), "--steps", "quantize", "export", "parity",
+            "--qat-steps", "2", "--export-size", "32x48"]
+    assert pipeline.main(argv) == 0
+    printed = capsys.readouterr().out
+    summary = printed.split("=== summary ===")[1]
+    assert "QAT" in summary and "xnnpack_int8" in summary and "1 not run, 2 pass" in summary
+    qat = json.loads((out / "quantization" / "qat.json").read_text())
+    assert set(qat["metrics"]) >= {"fp32", "ptq_int8", "qat_int8"}
+    names = sorted(p.name for p in (out / "executorch").glob("*.pte"))
+    assert names == [f"seemore_t_x4_{t}_32x48.pte" for t in ("vulkan_fp16", "xnnpack_fp32", "xnnpack_int8")]
+    parity = {r["artifact"]: r for r in json.loads((out / "parity.json").read_text())["results"]}
+    assert parity["seemore_t_x4_xnnpack_fp32_32x48.pte"]["status"] == "pass"
+    assert parity["seemore_t_x4_xnnpack_int8_32x48.pte"]["ran"]
+    assert parity["seemore_t_x4_xnnpack_int8_32x48.pte"]["against"].startswith("fake-quant program")
+    assert parity["seemore_t_x4_vulkan_fp16_32x48.pte"]["status"] == "not run"
 
 
 def test_pipeline_bad_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,9 +1,11 @@
 """Real images for quantization calibration and artifact checks (never random tensors).
 
-Calibration uses the benchmark LR images (Set5, Set14 ``LR_bicubic/X{scale}``): they are
-what the model sees in evaluation, and whole images give the router its real
-image-level statistics. Without a data root, scikit-image's bundled photographs are
-bicubic-downscaled by the scale instead (and the user is told).
+Calibration uses LR *training* images (``<data root>/train``, degraded with MATLAB bicubic,
+see :func:`seemore.quantize.load_training_data`), never the Set5/Set14 images that the
+quantized model is evaluated on; whole (centre-cropped) images give the router its real
+image-level statistics. Without a data root, scikit-image's bundled photographs are used
+instead (and the user is told). The artifact check input (:func:`real_input`) is a crop of
+a benchmark HR photo: it only compares an artifact with its own torch model.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import Tensor
 
 from seemore.paths import DataError, bundled_images, note_fallback, resolve_data_root
 
-CALIBRATION_SETS: tuple[str, ...] = ("Set5", "Set14")
+DEFAULT_CALIBRATION_IMAGES = 32
 
 
 def load_rgb(path: str | Path) -> Tensor:
@@ -30,52 +32,24 @@ def load_rgb(path: str | Path) -> Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def _benchmark_lr_paths(root: Path, scale: int, sets: tuple[str, ...]) -> list[Path]:
-    paths: list[Path] = []
-    for name in sets:
-        folder = root / "benchmark" / name / "LR_bicubic" / f"X{scale}"
-        paths.extend(sorted(folder.glob("*.png")))
-    return paths
-
-
-def _downscaled(path: Path, scale: int) -> Tensor:
-    """A bundled photo bicubic-downscaled by ``scale``, so it looks like an LR input."""
-    with Image.open(path) as img:
-        rgb = img.convert("RGB")
-        small = rgb.resize((max(1, rgb.width // scale), max(1, rgb.height // scale)), Image.BICUBIC)
-        arr = np.asarray(small, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
 def calibration_images(
     scale: int,
     data_root: str | Path | None = None,
     min_size: int = 32,
-    max_size: int = 256,
+    max_size: int = 128,
     limit: int | None = None,
 ) -> list[Tensor]:
-    """Real LR images as (1, 3, h, w) tensors for PTQ calibration.
+    """``limit`` (default 32) whole LR training images as (1, 3, h, w) tensors for PTQ.
 
-    Images with a side below ``min_size`` are skipped (the dynamic calibration graph
-    needs it); larger ones are centre-cropped to at most ``max_size`` per side to bound
-    the calibration time. ``limit`` keeps the first images only.
+    Images with a side below ``min_size`` are skipped (the dynamic calibration graph needs
+    it); larger ones are centre-cropped to at most ``max_size`` per side to bound the
+    calibration time. The choice is a seeded shuffle, so a repeated call gives the same images.
     """
-    root = resolve_data_root(data_root)
-    tensors: list[Tensor] = []
-    if root is not None:
-        paths = _benchmark_lr_paths(root, scale, CALIBRATION_SETS)
-        if not paths:
-            expected = f"benchmark/Set5/LR_bicubic/X{scale}"
-            raise DataError(f"{root}: no benchmark LR images for x{scale} (expected {expected})")
-        tensors = [load_rgb(p) for p in paths]
-    else:
-        note_fallback("calibration")
-        tensors = [_downscaled(p, scale) for p in bundled_images()]
-    out = [center_crop(t, min(t.shape[-2], max_size), min(t.shape[-1], max_size)) for t in tensors]
-    out = [t for t in out if min(t.shape[-2:]) >= min_size]
-    if not out:
-        raise DataError(f"no calibration image has both sides >= {min_size} pixels")
-    return out[:limit] if limit is not None else out
+    from seemore.quantize import load_training_data, ptq_calibration_images
+
+    data = load_training_data(scale, data_root, progress=False)
+    count = DEFAULT_CALIBRATION_IMAGES if limit is None else limit
+    return ptq_calibration_images(data, count, min_size, max_side=max_size)
 
 
 def center_crop(x: Tensor, height: int, width: int) -> Tensor:

@@ -1,0 +1,25 @@
+"""Quiet the toolchain's import-time chatter in the command-line tools.
+
+torchao logs a warning for each optional CUDA extension it cannot load, torch's pytree
+warns about an enum registration inside torchao, and executorch's tree-spec code raises a
+deprecation FutureWarning on every program it (de)serialises. None of it is actionable
+for a user of these CLIs, and it buries the one-line progress and error messages. Library
+users who import :mod:`seemore` keep the toolchain's defaults; only the CLIs call
+:func:`quiet_toolchain_logs`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+_NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
+def quiet_toolchain_logs() -> None:
+    """Raise the noisy toolchain loggers to ERROR and drop the known deprecation warnings."""
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*read_binary is deprecated.*", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r"This API is experimental.*")

@@ -1,0 +1,187 @@
+"""PT2E quantization (PTQ + QAT): the CLI end to end on a tiny model, real calibration data, quantizers, errors.
+
+One small model (SeemoRe-T x4 with one residual group) is quantized once per module through
+the CLI (2 QAT steps, 32-pixel patches, Set5 only, 32x48 program); the tests read what it
+wrote and what the spies saw on the way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import seemore.quantize as quantize
+from seemore import create_model, save_model
+from seemore.checkpoint import file_sha256
+from seemore.deploy import DeploySeemoRe
+from seemore.export import ExportSpec, read_sidecar
+from seemore.paths import resolve_data_root
+from conftest import load_script
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+H, W = 32, 48
+
+
+def load_cli() -> ModuleType:
+    return load_script("quantization/qat.py")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Quantize a tiny model through the CLI, recording what calibration and training were fed."""
+    tmp = tmp_path_factory.mktemp("qat")
+    torch.manual_seed(0)
+    model = create_model("seemore_t", 4, num_layers=1).eval()
+    ckpt = tmp / "tiny_t_x4.safetensors"
+    save_model(model, ckpt)
+    seen: dict[str, Any] = {"ptq": [], "qat_calibration": [], "samplers": []}
+    mp = pytest.MonkeyPatch()
+    original_ptq, original_calib, original_train = quantize.quantize_ptq, quantize.calibrate_qat_observers, quantize.train_qat
+
+    def spy_ptq(captured: Any, backend: str, images: Any, progress: bool = True) -> Any:
+        seen["ptq"].extend(images)
+        return original_ptq(captured, backend, images, progress)
+
+    def spy_calib(prepared: Any, batches: Any, total: Any = None, progress: bool = True) -> int:
+        batches = list(batches)
+        seen["qat_calibration"].extend(batches)
+        return original_calib(prepared, batches, total, progress)
+
+    def spy_train(prepared: Any, sampler: Any, settings: Any, progress: bool = True) -> Any:
+        seen["samplers"].append(sampler)
+        return original_train(prepared, sampler, settings, progress)
+
+    mp.setattr(quantize, "quantize_ptq", spy_ptq)
+    mp.setattr(quantize, "calibrate_qat_observers", spy_calib)
+    mp.setattr(quantize, "train_qat", spy_train)
+    out, js = tmp / "out", tmp / "qat.json"
+    args = ["--checkpoint", str(ckpt), "--steps", "2", "--batch-size", "2", "--patch-size", "32",
+            "--calibration-batches", "2", "--ptq-images", "2", "--size", f"{H}x{W}", "--eval-sets", "Set5",
+            "--out", str(out), "--json", str(js), "--threads", "1", "--no-progress"]
+    try:
+        rc = load_cli().main(args)
+    finally:
+        mp.undo()
+    assert rc == 0
+    return {"model": model, "ckpt": ckpt, "out": out, "json": json.loads(js.read_text()), "seen": seen}
+
+
+def test_cli_reports_fp32_ptq_qat_and_saves_a_loadable_program(run: dict[str, Any]) -> None:
+    summary = run["json"]
+    for key in ("fp32", "ptq_int8", "qat_int8"):
+        m = summary["metrics"][key]["Set5"]
+        assert np.isfinite(m["psnr"]) and 0.0 < m["ssim"] <= 1.0
+    assert summary["training"]["steps"] == 2
+    assert summary["checkpoint_sha256"] == file_sha256(run["ckpt"])
+    assert summary["target"]["qat_set5_drop_db"] == pytest.approx(
+        summary["metrics"]["fp32"]["Set5"]["psnr"] - summary["metrics"]["qat_int8"]["Set5"]["psnr"]
+    )
+    program = Path(summary["program"])
+    assert program.name == f"seemore_t_x4_xnnpack_int8_qat_{H}x{W}.pt2" and program.parent == run["out"]
+    side = read_sidecar(program)
+    assert side["kind"] == quantize.PROGRAM_KIND
+    assert side["source"]["sha256"] == file_sha256(run["ckpt"])
+    assert side["artifact"]["sha256"] == file_sha256(program)
+    assert side["quantization"]["method"] == "qat" and side["spec"]["precision"] == "int8"
+    assert side["quantization"]["metrics"]["qat_int8"] == summary["metrics"]["qat_int8"]
+    assert not list(run["out"].glob(".*.tmp"))  # atomic writes leave no temporaries
+
+    # The saved program runs at its fixed shape and stays close to the float model.
+    loaded = quantize.load_program(program)
+    x = run["seen"]["ptq"][0][..., :H, :W].contiguous()
+    with torch.no_grad():
+        got, want = loaded(x), run["model"](x)
+    assert got.shape == (1, 3, 4 * H, 4 * W)
+    mse = torch.mean((got - want) ** 2).item()
+    span = (want.max() - want.min()).item()
+    assert 10 * np.log10(span**2 / mse) > 25.0
+
+
+def test_calibration_and_training_see_real_training_images_only(run: dict[str, Any]) -> None:
+    seen = run["seen"]
+    data = quantize.load_training_data(4, progress=False)
+    assert not data.fallback and "train" in data.source
+    # Real 8-bit photographs sit exactly on the 1/255 grid; random tensors do not.
+    for t in [*seen["ptq"], *seen["qat_calibration"]]:
+        scaled = t * 255.0
+        assert torch.equal(scaled, scaled.round())
+        assert t.std() > 0.01
+    # PTQ: each image is the centre crop of a training image's LR (never a benchmark image).
+    lrs = [quantize.to_tensor(im.lr) for im in data.images]
+    for img in seen["ptq"]:
+        h, w = img.shape[-2:]
+        assert any(
+            lr.shape[-2] >= h and lr.shape[-1] >= w
+            and torch.equal(lr[..., (lr.shape[-2] - h) // 2 : (lr.shape[-2] - h) // 2 + h,
+                               (lr.shape[-1] - w) // 2 : (lr.shape[-1] - w) // 2 + w], img)
+            for lr in lrs
+        )
+    # QAT: patches come from the sampler over the training images.
+    [sampler] = seen["samplers"]
+    assert [im.name for im in sampler.images] == [im.name for im in data.images]
+    assert all(name.split("/")[0] in ("T91", "BSD200") for name in (im.name for im in sampler.images))
+    assert len(seen["qat_calibration"]) == 2 and seen["qat_calibration"][0].shape == (2, 3, 32, 32)
+    root = resolve_data_root(None)
+    assert root is not None and str(root / "train") in run["json"]["data"]["source"]
+
+
+@pytest.mark.parametrize("backend", ["coreml", "litert"])
+def test_other_backend_quantizers_prepare_train_and_convert(backend: str, run: dict[str, Any]) -> None:
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    deploy = DeploySeemoRe.from_reference(run["model"])
+    captured = quantize.capture(deploy, ExportSpec(height=H, width=W))
+    prepared = quantize.prepare_qat(captured, backend)
+    assert len(quantize.fake_quantizers(prepared)) > 50
+    x = torch.cat(run["seen"]["qat_calibration"])
+    assert quantize.calibrate_qat_observers(prepared, [x], progress=False) == 1
+    converted = convert_pt2e(prepared)
+    ops = {str(n.target) for n in converted.graph.nodes if n.op == "call_function"}
+    assert any("quantize_per_tensor" in op for op in ops)
+    with torch.no_grad():
+        assert converted(x).shape == (4, 3, 128, 128)
+
+
+def test_unavailable_backend_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(is_qat: bool) -> Any:
+        raise ModuleNotFoundError("No module named 'coremltools'", name="coremltools")
+
+    monkeypatch.setitem(quantize._QUANTIZERS, "coreml", (missing, "x"))
+    with pytest.raises(quantize.QuantizeError, match=r"^coreml: quantizer unavailable here \(coremltools"):
+        quantize.backend_quantizer("coreml", is_qat=True)
+    with pytest.raises(quantize.QuantizeError, match="unknown backend"):
+        quantize.backend_quantizer("tflite", is_qat=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--checkpoint", "/nonexistent/model.safetensors"], "no such file"),
+        (["--backend", "metal"], "unknown backend 'metal'"),
+        (["--batch-size", "1"], "batch size must be >= 2"),
+        (["--size", "180by320"], "HxW"),
+    ],
+)
+def test_cli_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    rc = load_cli().main([*args, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_settings_validation_and_lr_schedule() -> None:
+    with pytest.raises(quantize.QuantizeError, match="patch size"):
+        quantize.QATSettings(patch_size=16).validate(create_model("seemore_t", 4, num_layers=1).config)
+    with pytest.raises(quantize.QuantizeError, match="freeze"):
+        quantize.QATSettings(freeze_observers_at=1.5).validate()
+    assert quantize.cosine_lr(1e-4, 0, 10) == pytest.approx(1e-4)
+    assert quantize.cosine_lr(1e-4, 5, 10) == pytest.approx(5e-5)
+    assert quantize.cosine_lr(1e-4, 10, 10) == pytest.approx(0.0)
