@@ -20,7 +20,6 @@ Targets: INT8 ``.pte`` >= 5x eager FP32 and >= 2.5x ONNX Runtime FP32.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from seemore.cli import fail, write_json
 
 PROG = "host_runtime.py"
 DEFAULT_INT8_PROGRAM = Path("artifacts") / "quantization" / "seemore_t_x4_xnnpack_int8_qat_180x320.pt2"
@@ -50,11 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="engines to leave out")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     return p
-
-
-def _fail(message: str, code: int = 2) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return code
 
 
 def _pte_bytes(model: Any, spec: Any) -> bytes:
@@ -99,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_toolchain_logs()
     if args.threads < 1 or args.runs < 1 or args.warmup < 0:
-        return _fail("--threads and --runs must be >= 1, --warmup >= 0")
+        return fail(PROG, "--threads and --runs must be >= 1, --warmup >= 0")
     import torch
 
     from seemore.checkpoint import CheckpointError, load_model
@@ -122,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise CheckpointError(f"{path}: no such file")
         x = real_input(height, width)
     except (CheckpointError, SpecError, DataError) as exc:
-        return _fail(str(exc))
+        return fail(PROG, str(exc))
 
     torch.set_num_threads(args.threads)
     set_runtime_threads(args.threads)
@@ -197,8 +193,6 @@ def main(argv: list[str] | None = None) -> int:
     print("note: this machine is shared and noisy (timings move 30-50% between runs); compare the ratios "
           "of one run, not absolute times across runs.")
     if args.json is not None:
-        from seemore.checkpoint import atomic_write
-
         payload_json = {
             "model": model.config.name,
             "input": [1, 3, height, width],
@@ -206,17 +200,11 @@ def main(argv: list[str] | None = None) -> int:
             "runs": args.runs,
             "median_ms": med,
             "times_ms": times,
-            "psnr_vs_eager_db": {k: v for k, v in outputs.items()},
+            "psnr_vs_eager_db": outputs,
             "ratios": verdicts,
             "targets": TARGETS,
         }
-
-        def write(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(payload_json, f, indent=2, sort_keys=True, default=float)
-                f.write("\n")
-
-        atomic_write(args.json, write)
+        write_json(args.json, payload_json)
     return 0
 
 

@@ -279,7 +279,7 @@ def _source_model(artifact: Artifact) -> nn.Module:
         raise ParityError(str(exc)) from None
 
 
-def int8_reference(artifact: Artifact, data_root: str | Path | None) -> tuple[nn.Module, str]:
+def int8_reference(artifact: Artifact) -> tuple[nn.Module, str]:
     """The fake-quantized torch program an INT8 artifact was lowered from, and how it was found."""
     quant = artifact.sidecar.get("quantization") or {}
     program = quant.get("program")
@@ -456,7 +456,7 @@ class Harness:
         if precision == "int8":
             key = "int8:" + json.dumps(artifact.sidecar.get("quantization"), sort_keys=True)
             if key not in self._references:
-                self._references[key] = int8_reference(artifact, self.data_root)
+                self._references[key] = int8_reference(artifact)
         else:
             key = "float:" + json.dumps(artifact.sidecar.get("source"), sort_keys=True)
             if key not in self._references:

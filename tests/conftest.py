@@ -23,6 +23,25 @@ def load_script(relative_path: str) -> ModuleType:
     return module
 
 
+def small_model(seed: int = 0, output_in_image_range: bool = False) -> torch.nn.Module:
+    """A 1-group SeemoRe-T x4 with seeded random weights (eval mode).
+
+    ``output_in_image_range`` shrinks the upsampler so that the output stays near [0, 1] like a
+    trained model's: a random upsampler maps features far outside it, which makes the INT8
+    output grid coarse enough that one-step rounding differences alone sink a 45 dB parity
+    bound that a trained model meets.
+    """
+    from seemore import create_model
+
+    torch.manual_seed(seed)
+    model = create_model("seemore_t", 4, num_layers=1).eval()
+    if output_in_image_range:
+        with torch.no_grad():
+            model.upsampler[0].weight.mul_(0.05)
+            model.upsampler[0].bias.zero_()
+    return model
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """One torch thread for a whole module: on shared, busy cores, multi-threaded ops wait for

@@ -23,7 +23,7 @@ from seemore.export import ExportSpec, SpecError, export_program, parse_size, re
 from seemore.export.calibration import center_crop, load_rgb, real_input
 from seemore.export.executorch_export import export_executorch, psnr, run_pte
 from seemore.paths import bundled_images, resolve_data_root
-from conftest import load_script
+from conftest import load_script, small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -44,8 +44,7 @@ def lr_crop() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("executorch")
-    torch.manual_seed(0)
-    model = create_model("seemore_t", 4, num_layers=1).eval()
+    model = small_model(0)
     ckpt = tmp / "tiny_t_x4.safetensors"
     save_model(model, ckpt)
     out = tmp / "out"

@@ -18,13 +18,13 @@ import torch
 import torch.nn.functional as F
 
 import seemore.parity as parity
-from seemore import create_model, save_model
+from seemore import save_model
 from seemore.checkpoint import file_sha256
 from seemore.deploy import DeploySeemoRe
 from seemore.export import ExportSpec, read_sidecar
 from seemore.export.executorch_export import export_executorch
 from seemore.quantize import capture, load_program, load_training_data, ptq_calibration_images, quantize_ptq, save_program
-from conftest import load_script
+from conftest import load_script, small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 H, W = 32, 48
@@ -35,26 +35,10 @@ def load_cli() -> ModuleType:
     return load_script("mobile/parity.py")
 
 
-def tiny_model(seed: int) -> Any:
-    """A 1-group T x4 whose output stays near image range, like a trained model's.
-
-    A random upsampler maps features to values far outside [0, 1]; the INT8 output grid then
-    gets coarse and one-step rounding differences alone would sink the 45 dB bound, which a
-    trained model (output in [0, 1]) meets easily. Shrinking that conv keeps random weights
-    representative.
-    """
-    torch.manual_seed(seed)
-    model = create_model("seemore_t", 4, num_layers=1).eval()
-    with torch.no_grad():
-        model.upsampler[0].weight.mul_(0.05)
-        model.upsampler[0].bias.zero_()
-    return model
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("parity")
-    model = tiny_model(0)
+    model = small_model(0, output_in_image_range=True)
     ckpt = tmp / "tiny_t_x4.safetensors"
     save_model(model, ckpt)
     out = tmp / "artifacts"
@@ -151,7 +135,7 @@ def test_wrong_weights_are_detected(exported: dict[str, Any], tmp_path: Path) ->
     # The artifact stays, but its sidecar now points at other weights (hashes consistent):
     # only the numbers can tell.
     other = tmp_path / "other.safetensors"
-    save_model(tiny_model(1), other)
+    save_model(small_model(1, output_in_image_range=True), other)
     side_path = root / (FP32 + ".json")
     side = json.loads(side_path.read_text())
     side["source"] = {"checkpoint": str(other), "sha256": file_sha256(other)}

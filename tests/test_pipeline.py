@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 import seemore
 from seemore import pipeline
+
+from conftest import small_model
 
 
 @pytest.mark.skipif("seemore_t_x4" not in seemore.list_shipped(), reason="no shipped seemore_t_x4 in this checkout")
@@ -30,11 +31,7 @@ def test_pipeline_runs_every_step(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_pipeline_quantize_export_parity_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The deploy half of the pipeline on a small model (one residual group, output near image
     # range like a trained model's) at a small export size; the shipped model runs the same code.
-    torch.manual_seed(0)
-    model = seemore.create_model("seemore_t", 4, num_layers=1).eval()
-    with torch.no_grad():
-        model.upsampler[0].weight.mul_(0.05)
-        model.upsampler[0].bias.zero_()
+    model = small_model(0, output_in_image_range=True)
     ckpt = tmp_path / "small.safetensors"
     seemore.save_model(model, ckpt)
     out = tmp_path / "out"

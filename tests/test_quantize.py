@@ -22,7 +22,7 @@ from seemore.checkpoint import file_sha256
 from seemore.deploy import DeploySeemoRe
 from seemore.export import ExportSpec, read_sidecar
 from seemore.paths import resolve_data_root
-from conftest import load_script
+from conftest import load_script, small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 H, W = 32, 48
@@ -36,8 +36,7 @@ def load_cli() -> ModuleType:
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Quantize a tiny model through the CLI, recording what calibration and training were fed."""
     tmp = tmp_path_factory.mktemp("qat")
-    torch.manual_seed(0)
-    model = create_model("seemore_t", 4, num_layers=1).eval()
+    model = small_model(0)
     ckpt = tmp / "tiny_t_x4.safetensors"
     save_model(model, ckpt)
     seen: dict[str, Any] = {"ptq": [], "qat_calibration": [], "samplers": []}

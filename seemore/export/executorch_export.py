@@ -6,9 +6,9 @@ shape -> ``to_edge_transform_and_lower`` with the backend's partitioner -> seria
 run the ``.pte`` in ``executorch.runtime`` on a real image and compare with its torch
 model -> write ``.pte`` and sidecar JSON atomically.
 
-INT8 takes any ``convert_pt2e`` output: :func:`quantize_ptq` makes one by calibrating on
-real LR images, and a QAT run can hand its converted model to
-:func:`export_executorch` (``int8_model=``) instead.
+INT8 takes any ``convert_pt2e`` output: :func:`seemore.quantize.quantize_ptq` makes one by
+calibrating on real LR training images, and a QAT run (``quantization/qat.py``) hands its
+converted model to :func:`export_executorch` (``int8_model=``) instead.
 """
 
 from __future__ import annotations
@@ -89,32 +89,6 @@ def xnnpack_quantizer(is_qat: bool = False, fp32_modules: Sequence[type[nn.Modul
     for module_type in fp32_modules:
         quantizer.set_module_type(module_type, None)
     return quantizer
-
-
-def quantize_ptq(
-    model: nn.Module,
-    spec: ExportSpec,
-    images: Sequence[Tensor],
-    progress: ProgressFn | None = None,
-) -> torch.fx.GraphModule:
-    """Post-training quantization: ``prepare_pt2e`` -> calibrate on ``images`` -> ``convert_pt2e``.
-
-    ``images`` are real LR images of any size (see :func:`calibration_images`), one
-    forward pass each. Returns the converted model (runs in torch; lower it with
-    :func:`lower`).
-    """
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    if not images:
-        raise ExportError("PTQ needs at least one calibration image")
-    captured = capture_for_quantization(model, spec)
-    prepared = prepare_pt2e(captured, xnnpack_quantizer())
-    with torch.no_grad():
-        for i, img in enumerate(images):
-            prepared(img)
-            if progress is not None:
-                progress(f"calibrate {i + 1}/{len(images)}")
-    return snap_biases_to_int32(convert_pt2e(prepared))
 
 
 def _attr(model: nn.Module, target: str) -> Any:
@@ -208,7 +182,7 @@ def lower(model: nn.Module, spec: ExportSpec) -> Any:
 
     _check_supported(spec)
     if spec.precision == "int8" and not isinstance(model, torch.fx.GraphModule):
-        raise ExportError("an int8 spec needs a quantized (convert_pt2e) model; use quantize_ptq first")
+        raise ExportError("an int8 spec needs a quantized (convert_pt2e) model; use seemore.quantize first")
     program = export_program(model, spec)
     with _quiet_info_logs():
         return to_edge_transform_and_lower(program, partitioner=partitioners_for(spec))
@@ -513,7 +487,12 @@ def export_executorch(
                     config.scale, data_root, min_size=2 * config.min_input_size, limit=calibration_limit
                 )
                 say(f"{spec.tag}: PTQ calibration on {len(images)} real training images")
-                quantized = quantize_ptq(deploy, spec, images, progress=lambda m: say(f"{spec.tag}: {m}"))
+                # The same PTQ as quantization/qat.py --ptq-only (seemore.quantize), biases then
+                # snapped to XNNPACK's int32 grid like any provided program.
+                from seemore.quantize import quantize_ptq
+
+                captured = capture_for_quantization(deploy, spec)
+                quantized = snap_biases_to_int32(quantize_ptq(captured, "xnnpack", images, progress=False))
                 quant_record = {
                     "method": "ptq",
                     "quantizer": "XNNPACKQuantizer, per-channel symmetric int8 weights, static int8 activations",
