@@ -14,7 +14,22 @@ rewrites (TOOLCHAIN.md, "Delegation pitfalls"):
 * one copy of the stride-4 depthwise aggregation conv per application, because INT8
   XNNPACK refuses a weight shared by two inputs with different scales;
 * the channel shuffle folded into the output channels of the preceding 1x1 conv, and the
-  input/output colour normalisation folded into the first and last convs.
+  input/output colour normalisation folded into the first and last convs;
+* a 1x1 conv whose output is split in two (``to_qv``, ``fn_1``, the MoRE block's
+  ``conv_1[2]``) becomes two 1x1 convs, one per half: no channel slice of a full-resolution
+  tensor is left (XNNPACK copies each slice, and in INT8 they are fp32 copies behind GELU);
+* a LayerNorm's affine ``weight``/``bias`` folded into the 1x1 convs it feeds (``W diag(w)``,
+  ``b + W bias``), so the norm ends at the normalisation; the two norms that feed a 3x3
+  conv keep theirs (zero padding makes that fold inexact at the border). In INT8 this
+  also means the conv's input is quantized before the per-channel affine, whose
+  spread would otherwise widen the activation range;
+* the two residual additions of every pre-norm block are :class:`ResidualAdd` modules,
+  so that INT8 quantizers can keep the residual stream in float by module type (see
+  ``FP32_MODULES`` in :mod:`seemore.export.executorch_export`). The long skip before the
+  upsampler stays a plain (quantized) add: in float, with both inputs coming from int8
+  convs, XNNPACK's partitioner groups it like a quantized add together with the first
+  conv's output, which the whole body also reads, and lowering fails with a
+  dependency cycle.
 
 Every rewrite is exact in real arithmetic; in floating point the outputs differ from the
 reference only by rounding (tested <= 1e-5 on real images).
@@ -100,14 +115,17 @@ class TopKRoutingMask(nn.Module):
 class ConvLayerNorm2d(nn.Module):
     """Channel LayerNorm whose channel statistics are 1x1 convs with a fixed 1/C weight.
 
-    Parameters (``weight``, ``bias``) have the reference names and shapes; the averaging
-    kernel is a non-persistent buffer, so the state_dict equals the reference one.
+    With ``affine=True`` the parameters (``weight``, ``bias``) have the reference names and
+    shapes; with ``affine=False`` they have been folded into the convs that follow
+    (:func:`convert_state_dict`). The averaging kernel is a non-persistent buffer.
     """
 
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+    def __init__(self, channels: int, eps: float = 1e-6, affine: bool = True) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        self.affine = affine
+        if affine:
+            self.weight = nn.Parameter(torch.ones(channels))
+            self.bias = nn.Parameter(torch.zeros(channels))
         self.eps = eps
         self.register_buffer("mean_kernel", torch.full((1, channels, 1, 1), 1.0 / channels), persistent=False)
 
@@ -117,23 +135,55 @@ class ConvLayerNorm2d(nn.Module):
         # Multiplication instead of pow: pow is not delegated everywhere.
         var = F.conv2d(centred * centred, self.mean_kernel)
         normed = centred * torch.rsqrt(var + self.eps)
+        if not self.affine:
+            return normed
         return normed * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
+class ResidualAdd(nn.Module):
+    """``x + update``, as a module so that quantizers can single out the residual stream.
+
+    Requantizing the residual stream to int8 after every block costs about as much
+    Set5 PSNR as all other activations together (PTQ on our 6k-iteration x4 checkpoint:
+    0.17 dB drop with it quantized, 0.08 dB without), while the blocks' convs, which carry
+    all the MACs, stay int8 either way.
+    """
+
+    def forward(self, x: Tensor, update: Tensor) -> Tensor:
+        return x + update
+
+
+class DeployPreNormExpertBlock(PreNormExpertBlock):
+    """:class:`seemore.model.PreNormExpertBlock` with its two additions as :class:`ResidualAdd`."""
+
+    def __init__(self, norm_1: nn.Module, block: nn.Module, norm_2: nn.Module, ffn: nn.Module) -> None:
+        super().__init__(norm_1, block, norm_2, ffn)
+        self.add_1 = ResidualAdd()
+        self.add_2 = ResidualAdd()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.add_1(x, self.block(self.norm_1(x)))
+        return self.add_2(x, self.ffn(self.norm_2(x)))
+
+
+def pointwise_gelu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """``GELU(conv1x1(x))``: one half of a split ``Sequential(Conv2d(1x1), GELU)``."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.GELU())
+
+
 class DeployGatedFFN(nn.Module):
-    """Gated FFN of the reference with slicing instead of ``chunk``."""
+    """Gated FFN of the reference with ``fn_1`` split into its two halves (``fn_1a``, ``fn_1b``)."""
 
     def __init__(self, channels: int, mlp_ratio: int = 2, kernel_size: int = 3) -> None:
         super().__init__()
-        hidden = channels * mlp_ratio
-        self.half = hidden // 2
-        self.fn_1 = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.GELU())
-        self.fn_2 = nn.Sequential(nn.Conv2d(self.half, channels, 1), nn.GELU())
-        self.gate = nn.Conv2d(self.half, self.half, kernel_size, padding=kernel_size // 2, groups=self.half)
+        half = channels * mlp_ratio // 2
+        self.fn_1a = pointwise_gelu(channels, half)
+        self.fn_1b = pointwise_gelu(channels, half)
+        self.fn_2 = nn.Sequential(nn.Conv2d(half, channels, 1), nn.GELU())
+        self.gate = nn.Conv2d(half, half, kernel_size, padding=kernel_size // 2, groups=half)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.fn_1(x)
-        return self.fn_2(y[:, : self.half] * self.gate(y[:, self.half :]))
+        return self.fn_2(self.fn_1a(x) * self.gate(self.fn_1b(x)))
 
 
 class DeployMoELayer(nn.Module):
@@ -159,14 +209,16 @@ class DeployMoELayer(nn.Module):
 
 
 class DeployMoEBlock(nn.Module):
-    """MoRE block with the shuffle folded into ``conv_1`` and one agg conv per repeat."""
+    """MoRE block: ``conv_1[2]`` split into ``to_x``/``to_k`` (shuffle folded in), one agg conv per repeat."""
 
     def __init__(self, cfg: SeemoReConfig) -> None:
         super().__init__()
         c = cfg.embedding_dim
-        self.channels = c
-        # Output channels of conv_1[2] are already in shuffled order (see convert_state_dict).
-        self.conv_1 = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, 2 * c, 1))
+        self.conv_1 = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU())
+        # The reference conv_1[2] (c -> 2c, then channel shuffle, then split) as two convs whose
+        # output channels are already in shuffled order (see convert_state_dict).
+        self.to_x = nn.Conv2d(c, c, 1)
+        self.to_k = nn.Conv2d(c, c, 1)
         self.agg_steps = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, c, 4, stride=4, groups=c), nn.GELU()) for _ in range(cfg.recursive)
         )
@@ -187,39 +239,38 @@ class DeployMoEBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.conv_1(x)
-        c = self.channels
-        x, k = y[:, :c], y[:, c:]
-        x = self.conv_2(x)
-        k = self.calibrate(k)
+        x = self.conv_2(self.to_x(y))
+        k = self.calibrate(self.to_k(y))
         x = self.moe_layer(x, k)
         return self.proj(x)
 
 
 class DeployStripedConvFormer(nn.Module):
-    """Spatial expert with slicing instead of ``chunk``."""
+    """Spatial expert with ``to_qv`` split into its two halves (``to_q``, ``to_v``)."""
 
     def __init__(self, channels: int, kernel_size: int) -> None:
         super().__init__()
-        self.channels = channels
         self.proj = nn.Conv2d(channels, channels, 1)
-        self.to_qv = nn.Sequential(nn.Conv2d(channels, 2 * channels, 1), nn.GELU())
+        self.to_q = pointwise_gelu(channels, channels)
+        self.to_v = pointwise_gelu(channels, channels)
         self.attn = StripedConv2d(channels, kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        qv = self.to_qv(x)
-        c = self.channels
-        return self.proj(self.attn(qv[:, :c]) * qv[:, c:])
+        return self.proj(self.attn(self.to_q(x)) * self.to_v(x))
 
 
 def deploy_res_group(cfg: SeemoReConfig) -> ResGroup:
     """One residual group built from the delegate-friendly parts (reference names kept)."""
     c = cfg.embedding_dim
-    local = PreNormExpertBlock(
-        ConvLayerNorm2d(c), DeployMoEBlock(cfg), ConvLayerNorm2d(c), DeployGatedFFN(c, cfg.mlp_ratio, 3)
-    )
-    spatial = PreNormExpertBlock(
-        ConvLayerNorm2d(c), DeployStripedConvFormer(c, cfg.global_kernel_size), ConvLayerNorm2d(c),
+    # Norms that feed 1x1 convs carry no affine (folded by convert_state_dict); the MoRE
+    # block starts with a 3x3 conv, so local.norm_1 keeps its own.
+    local = DeployPreNormExpertBlock(
+        ConvLayerNorm2d(c), DeployMoEBlock(cfg), ConvLayerNorm2d(c, affine=False),
         DeployGatedFFN(c, cfg.mlp_ratio, 3),
+    )
+    spatial = DeployPreNormExpertBlock(
+        ConvLayerNorm2d(c, affine=False), DeployStripedConvFormer(c, cfg.global_kernel_size),
+        ConvLayerNorm2d(c, affine=False), DeployGatedFFN(c, cfg.mlp_ratio, 3),
     )
     return ResGroup(local, spatial)
 
@@ -235,10 +286,32 @@ def _agg_prefix(i: int) -> str:
     return f"body.{i}.local_block.block."
 
 
+def _split_conv(sd: dict[str, Tensor], old: str, new: tuple[str, str]) -> None:
+    """Replace conv ``old`` (weight/bias) by two convs ``new`` holding its first and second output halves."""
+    weight, bias = sd.pop(old + ".weight"), sd.pop(old + ".bias")
+    half = weight.shape[0] // 2
+    for name, rows in zip(new, (slice(0, half), slice(half, None))):
+        sd[name + ".weight"] = weight[rows].contiguous()
+        sd[name + ".bias"] = bias[rows].contiguous()
+
+
+def _fold_norm_affine(sd: dict[str, Tensor], norm: str, convs: tuple[str, ...]) -> None:
+    """Fold LayerNorm ``norm``'s affine into the 1x1 ``convs`` it feeds: conv(w*n + b) = (W diag(w)) n + (Wb + c)."""
+    scale, shift = sd.pop(norm + ".weight"), sd.pop(norm + ".bias")
+    for conv in convs:
+        weight = sd[conv + ".weight"]
+        assert weight.shape[-2:] == (1, 1), f"{conv} is not a 1x1 conv"
+        # Accumulate the bias term in float64 so the fold adds no rounding of its own.
+        extra = (weight[:, :, 0, 0].double() @ shift.double()).to(weight.dtype)
+        sd[conv + ".weight"] = weight * scale.view(1, -1, 1, 1)
+        sd[conv + ".bias"] = sd[conv + ".bias"] + extra
+
+
 def convert_state_dict(ref_sd: Mapping[str, Tensor], cfg: SeemoReConfig) -> dict[str, Tensor]:
     """Map a reference (official-named) state_dict to the :class:`DeploySeemoRe` one.
 
-    The mapping is exact: weights are copied, permuted or scaled, never approximated.
+    The mapping is exact in real arithmetic: weights are copied, split, permuted, scaled or
+    folded (a LayerNorm affine into the 1x1 conv after it), never approximated.
     """
     sd = {k: v.detach().clone() for k, v in ref_sd.items()}
     c = cfg.embedding_dim
@@ -248,6 +321,15 @@ def convert_state_dict(ref_sd: Mapping[str, Tensor], cfg: SeemoReConfig) -> dict
         if perm is not None:
             sd[p + "conv_1.2.weight"] = sd[p + "conv_1.2.weight"][perm].contiguous()
             sd[p + "conv_1.2.bias"] = sd[p + "conv_1.2.bias"][perm].contiguous()
+        _split_conv(sd, p + "conv_1.2", (p + "to_x", p + "to_k"))
+        for block in ("local_block", "global_block"):
+            b = f"body.{i}.{block}."
+            halves = (b + "ffn.fn_1a.0", b + "ffn.fn_1b.0")
+            _split_conv(sd, b + "ffn.fn_1.0", halves)
+            _fold_norm_affine(sd, b + "norm_2", halves)
+        g = f"body.{i}.global_block."
+        _split_conv(sd, g + "block.to_qv.0", (g + "block.to_q.0", g + "block.to_v.0"))
+        _fold_norm_affine(sd, g + "norm_1", (g + "block.to_q.0", g + "block.to_v.0"))
         agg_w = sd.pop(p + "agg_conv.0.weight")
         agg_b = sd.pop(p + "agg_conv.0.bias")
         for r in range(cfg.recursive):

@@ -290,9 +290,12 @@ def int8_reference(artifact: Artifact) -> tuple[nn.Module, str]:
         if not path.is_file():
             raise ParityError(f"quantized program {program} named in the sidecar not found")
         _check_sha(path, quant.get("sha256"), "quantized program")
+        from seemore.export.executorch_export import snap_biases_to_int32
         from seemore.quantize import load_program
 
-        return load_program(path), f"fake-quant program {path.name}"
+        # Biases on XNNPACK's int32 grid, as the exporter lowered them: the reference then
+        # simulates the .pte, not a neighbour of it.
+        return snap_biases_to_int32(load_program(path)), f"fake-quant program {path.name}"
     raise ParityError("INT8 sidecar names no quantized program (quantization.program); no reference")
 
 

@@ -103,6 +103,24 @@ def test_deploy_equals_reference_on_real_images(variant: str) -> None:
     assert (got - want).abs().max().item() <= TOL
 
 
+def test_folded_norm_affines_and_split_convs_equal_the_reference() -> None:
+    # Fresh models have LayerNorm weight 1 and bias 0, which would hide a wrong fold.
+    ref = seeded("seemore_t")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if ".norm_" in name:
+                p.copy_(torch.randn_like(p) * 0.5 + (1.0 if name.endswith("weight") else 0.0))
+    dep = DeploySeemoRe.from_reference(ref)
+    names = dict(dep.named_parameters())
+    # The norms before 1x1 convs lost their affine; the one before the MoRE block's 3x3 conv kept it.
+    assert "body.0.local_block.norm_2.weight" not in names and "body.0.global_block.norm_1.weight" not in names
+    assert "body.0.local_block.norm_1.weight" in names
+    x = lr_images(2, 32, 48)
+    with torch.no_grad():
+        assert (dep(x) - ref(x)).abs().max().item() <= TOL
+
+
 def test_deploy_follows_image_dependent_routing() -> None:
     ref = seeded("seemore_t")
     x = lr_images(3, 48, 48)
@@ -191,6 +209,13 @@ def test_deploy_graph_avoids_ops_that_split_delegates() -> None:
         n for n in program.graph.nodes if n.op == "call_function" and "mean" in str(n.target) and n.args[1] != [-1, -2]
     ]
     assert not channel_means
+    # No channel slice of a feature map is left (split 1x1 convs instead): only the (B, E)
+    # routing probabilities are sliced.
+    feature_slices = [
+        n for n in program.graph.nodes
+        if n.op == "call_function" and "slice" in str(n.target) and n.args[0].meta["val"].dim() > 2
+    ]
+    assert not feature_slices
 
 
 def test_from_checkpoint_loads_our_safetensors(tmp_path: Path) -> None:

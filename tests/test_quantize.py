@@ -147,6 +147,26 @@ def test_other_backend_quantizers_prepare_train_and_convert(backend: str, run: d
         assert converted(x).shape == (4, 3, 128, 128)
 
 
+def test_xnnpack_keeps_the_residual_stream_float_and_every_conv_int8(run: dict[str, Any]) -> None:
+    # (The Core ML and LiteRT quantizers fuse conv + add and quantize the sum regardless.)
+    deploy = DeploySeemoRe.from_reference(run["model"])
+    captured = quantize.capture(deploy, ExportSpec(height=H, width=W))
+    converted = quantize.quantize_ptq(captured, "xnnpack", run["seen"]["ptq"][:1], progress=False)
+
+    def inside(node: torch.fx.Node, module: str) -> bool:
+        return any(str(cls).endswith(module) for _, cls in node.meta.get("nn_module_stack", {}).values())
+
+    def quantized_output(node: torch.fx.Node) -> bool:
+        return any("quantize_per_tensor" in str(u.target) and "dequant" not in str(u.target) for u in node.users)
+
+    calls = [n for n in converted.graph.nodes if n.op == "call_function"]
+    residual_adds = [n for n in calls if "add" in str(n.target) and inside(n, "ResidualAdd")]
+    assert len(residual_adds) == 4  # two per pre-norm block, two blocks in the one group
+    assert not any(quantized_output(n) for n in residual_adds)
+    convs = [n for n in calls if "conv" in str(n.target) and not inside(n, "ConvLayerNorm2d")]
+    assert convs and all(quantized_output(n) for n in convs)
+
+
 def test_unavailable_backend_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing(is_qat: bool) -> Any:
         raise ModuleNotFoundError("No module named 'coremltools'", name="coremltools")

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from seemore.checkpoint import file_sha256
 from seemore.config import SeemoReConfig
-from seemore.deploy import ConvLayerNorm2d, TopKRoutingMask
+from seemore.deploy import ConvLayerNorm2d, ResidualAdd, TopKRoutingMask
 from seemore.export.artifact import build_sidecar, write_artifact
 from seemore.export.bounds import FAIL, MIN_PARITY_DB, parity_status
 from seemore.export.calibration import calibration_images, real_input
@@ -53,7 +53,7 @@ SUPPORTED: tuple[tuple[str, str], ...] = (
     ("vulkan", "fp32"),
 )
 # Modules kept in fp32 inside INT8 programs (see xnnpack_quantizer).
-FP32_MODULES: tuple[type[nn.Module], ...] = (Router, TopKRoutingMask, ConvLayerNorm2d)
+FP32_MODULES: tuple[type[nn.Module], ...] = (Router, TopKRoutingMask, ConvLayerNorm2d, ResidualAdd)
 ProgressFn = Callable[[str], None]
 
 
@@ -73,11 +73,13 @@ def _check_supported(spec: ExportSpec) -> None:
 def xnnpack_quantizer(is_qat: bool = False, fp32_modules: Sequence[type[nn.Module]] = FP32_MODULES) -> Any:
     """The XNNPACK PT2E quantizer used for every INT8 artifact (PTQ and QAT alike).
 
-    Static int8 activations, per-channel symmetric int8 weights. By default three module
+    Static int8 activations, per-channel symmetric int8 weights. By default four module
     types stay in fp32 (:data:`FP32_MODULES`), all cheap: the router (pool, linear) and the
     arithmetic top-k mask, because quantizing the mask's scaled differences would change
-    which expert is chosen; and the channel LayerNorm, because an int8 variance rounds
-    small values to zero and ``rsqrt`` then amplifies every rounding difference.
+    which expert is chosen; the channel LayerNorm, because an int8 variance rounds
+    small values to zero and ``rsqrt`` then amplifies every rounding difference; and the
+    residual additions, because requantizing the residual stream after every block
+    halves the INT8 accuracy (:class:`seemore.deploy.ResidualAdd`). Every conv stays int8.
     """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
