@@ -167,6 +167,22 @@ def test_xnnpack_keeps_the_residual_stream_float_and_every_conv_int8(run: dict[s
     assert convs and all(quantized_output(n) for n in convs)
 
 
+def test_xnnpack_qat_takes_histogram_activation_ranges_and_freezes_only_them(run: dict[str, Any]) -> None:
+    from torchao.quantization.pt2e import HistogramObserver
+
+    assert run["json"]["training"]["activation_ranges"].startswith("histogram calibration, frozen from step 0")
+    captured = quantize.capture(DeploySeemoRe.from_reference(run["model"]), ExportSpec(height=H, width=W))
+    prepared = quantize.prepare_qat(captured, "xnnpack")
+    fqs = quantize.fake_quantizers(prepared)
+    activations = [fq for fq in fqs if fq.qscheme == torch.per_tensor_affine]
+    weights = [fq for fq in fqs if fq.qscheme == torch.per_channel_symmetric]
+    assert activations and weights and len(activations) + len(weights) == len(fqs)
+    assert all(isinstance(fq.activation_post_process, HistogramObserver) for fq in activations)
+    assert quantize.freeze_activation_ranges(prepared) == len(activations)
+    assert all(int(fq.observer_enabled[0]) == 0 for fq in activations)
+    assert all(int(fq.observer_enabled[0]) == 1 for fq in weights)
+
+
 def test_unavailable_backend_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing(is_qat: bool) -> Any:
         raise ModuleNotFoundError("No module named 'coremltools'", name="coremltools")
