@@ -64,8 +64,6 @@ DEFAULT_OUT = Path("artifacts") / "quantization"
 PROGRAM_KIND = "pt2e-quantized-program"
 # Set5 x4 PSNR that QAT INT8 may lose against FP32 (the project's target).
 MAX_QAT_DROP_DB = 0.1
-# Backends whose QAT activation ranges come from a histogram calibration (then frozen).
-HISTOGRAM_QAT_BACKENDS: frozenset[str] = frozenset({"xnnpack"})
 
 ProgressFn = Callable[[str], None]
 
@@ -434,13 +432,17 @@ def calibrate_qat_observers(
 
 
 def freeze_activation_ranges(model: nn.Module) -> int:
-    """Freeze the observers of every per-tensor (activation) fake-quantizer; returns how many.
+    """Freeze every histogram-calibrated activation fake-quantizer; returns how many.
 
-    Weight fake-quantizers (per channel) keep tracking the weights as they train.
+    Those ranges are final once calibrated (:func:`_histogram_activation_ranges`);
+    moving-average activation ranges and the weight fake-quantizers (per channel) keep
+    tracking the model as it trains.
     """
+    from torchao.quantization.pt2e import HistogramObserver
+
     frozen = 0
     for fq in fake_quantizers(model):
-        if fq.qscheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        if isinstance(getattr(fq, "activation_post_process", None), HistogramObserver):
             fq.disable_observer()
             frozen += 1
     return frozen
@@ -507,14 +509,13 @@ def train_qat(
 ) -> dict[str, Any]:
     """Fine-tune a QAT-prepared program in place; returns the loss record.
 
-    Batch ``i`` is ``sampler.batch(i, batch_size)`` (reproducible). For
-    :data:`HISTOGRAM_QAT_BACKENDS` the activation ranges are frozen from the start; the
-    other observers are frozen from step ``freeze_observers_at * steps`` on.
+    Batch ``i`` is ``sampler.batch(i, batch_size)`` (reproducible). Histogram-calibrated
+    activation ranges (the XNNPACK quantizer's) are frozen from the start; the other
+    observers from step ``freeze_observers_at * steps`` on.
     """
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
-    # Histogram-calibrated activation ranges (XNNPACK) are final: only the weights train.
-    frozen_activations = freeze_activation_ranges(prepared) if settings.backend in HISTOGRAM_QAT_BACKENDS else 0
+    frozen_activations = freeze_activation_ranges(prepared)
     params = [p for p in prepared.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(0.9, 0.99))
     freeze_at = int(round(settings.freeze_observers_at * settings.steps))

@@ -42,6 +42,16 @@ def small_model(seed: int = 0, output_in_image_range: bool = False) -> torch.nn.
     return model
 
 
+def saved_small_model(folder: Path, seed: int = 0, output_in_image_range: bool = False) -> tuple[torch.nn.Module, Path]:
+    """:func:`small_model` and the safetensors checkpoint it was saved to in ``folder``."""
+    from seemore import save_model
+
+    model = small_model(seed, output_in_image_range)
+    ckpt = folder / "tiny_t_x4.safetensors"
+    save_model(model, ckpt)
+    return model, ckpt
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """One torch thread for a whole module: on shared, busy cores, multi-threaded ops wait for

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import torch
 
-from seemore import create_model, save_model
+from seemore import create_model
 from seemore.checkpoint import file_sha256
 from seemore.export import ExportSpec, SpecError, export_program, parse_size, read_sidecar, sidecar_path
 from seemore.export.calibration import center_crop, load_rgb, real_input
 from seemore.export.executorch_export import export_executorch, psnr, run_pte
 from seemore.paths import bundled_images, resolve_data_root
-from conftest import load_script, small_model
+from conftest import load_script, saved_small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -44,9 +44,7 @@ def lr_crop() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("executorch")
-    model = small_model(0)
-    ckpt = tmp / "tiny_t_x4.safetensors"
-    save_model(model, ckpt)
+    model, ckpt = saved_small_model(tmp)
     out = tmp / "out"
     cli = load_cli()
     args = ["--checkpoint", str(ckpt), "--out", str(out), "--size", f"{H}x{W}", "--threads", "1"]

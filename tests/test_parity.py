@@ -24,7 +24,7 @@ from seemore.deploy import DeploySeemoRe
 from seemore.export import ExportSpec, read_sidecar
 from seemore.export.executorch_export import export_executorch
 from seemore.quantize import capture, load_program, load_training_data, ptq_calibration_images, quantize_ptq, save_program
-from conftest import load_script, small_model
+from conftest import load_script, saved_small_model, small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 H, W = 32, 48
@@ -38,9 +38,7 @@ def load_cli() -> ModuleType:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("parity")
-    model = small_model(0, output_in_image_range=True)
-    ckpt = tmp / "tiny_t_x4.safetensors"
-    save_model(model, ckpt)
+    model, ckpt = saved_small_model(tmp, output_in_image_range=True)
     out = tmp / "artifacts"
     spec8 = ExportSpec("xnnpack", "int8", H, W)
     data = load_training_data(4, progress=False)

@@ -10,7 +10,7 @@ import pytest
 import seemore
 from seemore import pipeline
 
-from conftest import small_model
+from conftest import saved_small_model
 
 
 @pytest.mark.skipif("seemore_t_x4" not in seemore.list_shipped(), reason="no shipped seemore_t_x4 in this checkout")
@@ -31,9 +31,7 @@ def test_pipeline_runs_every_step(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_pipeline_quantize_export_parity_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The deploy half of the pipeline on a small model (one residual group, output near image
     # range like a trained model's) at a small export size; the shipped model runs the same code.
-    model = small_model(0, output_in_image_range=True)
-    ckpt = tmp_path / "small.safetensors"
-    seemore.save_model(model, ckpt)
+    model, ckpt = saved_small_model(tmp_path, output_in_image_range=True)
     out = tmp_path / "out"
     argv = ["--out", str(out), "--threads", "1", "--model", str(ckpt), "--steps", "quantize", "export", "parity",
             "--qat-steps", "2", "--export-size", "32x48"]

@@ -17,12 +17,12 @@ import pytest
 import torch
 
 import seemore.quantize as quantize
-from seemore import create_model, save_model
+from seemore import create_model
 from seemore.checkpoint import file_sha256
 from seemore.deploy import DeploySeemoRe
 from seemore.export import ExportSpec, read_sidecar
 from seemore.paths import resolve_data_root
-from conftest import load_script, small_model
+from conftest import load_script, saved_small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 H, W = 32, 48
@@ -36,9 +36,7 @@ def load_cli() -> ModuleType:
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Quantize a tiny model through the CLI, recording what calibration and training were fed."""
     tmp = tmp_path_factory.mktemp("qat")
-    model = small_model(0)
-    ckpt = tmp / "tiny_t_x4.safetensors"
-    save_model(model, ckpt)
+    model, ckpt = saved_small_model(tmp)
     seen: dict[str, Any] = {"ptq": [], "qat_calibration": [], "samplers": []}
     mp = pytest.MonkeyPatch()
     original_ptq, original_calib, original_train = quantize.quantize_ptq, quantize.calibrate_qat_observers, quantize.train_qat
