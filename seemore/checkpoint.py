@@ -11,10 +11,8 @@ Two formats are understood:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from seemore.common.files import atomic_write, file_sha256  # noqa: F401  (re-exported)
 from seemore.config import SUPPORTED_SCALES, SeemoReConfig, get_config, list_variants
 from seemore.model import SeemoRe
 
@@ -52,35 +51,6 @@ def list_shipped() -> dict[str, Path]:
     if not WEIGHTS_DIR.is_dir():
         return {}
     return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (identifies the source checkpoint of an artifact)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write(path: str | Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``, so readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates 0600; give the file the permissions a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        if os.path.isfile(tmp):
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_model(
@@ -178,6 +148,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     key = str(name_or_path).lower().replace("-", "_")
     if key in shipped:
         return shipped[key]
+    if path.is_dir():
+        raise CheckpointError(f"{name_or_path}: is a folder, not a checkpoint file")
     if path.suffix or os.sep in str(name_or_path):
         raise CheckpointError(f"{name_or_path}: no such file")
     available = ", ".join(shipped) or "none bundled"
