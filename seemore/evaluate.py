@@ -3,7 +3,7 @@
 Library: :func:`evaluate_model` (also the training loop's validation) and
 :func:`evaluate_bicubic` return an :class:`EvalReport`. CLI::
 
-    python -m seemore.evaluate --model seemore_t_x4 --data Set5 Set14 --json runs/eval.json
+    python -m seemore.evaluate --model seemore_t_x4 --sets Set5 Set14 --json runs/eval.json
     python -m seemore.evaluate --bicubic --scale 2
 
 How images are run (BasicSR's test path): each whole LR image, no padding or tiling, as
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from seemore import cli
 from seemore.benchmark import BenchmarkImage, load_named_benchmark
 from seemore.checkpoint import (
     CheckpointError,
@@ -319,27 +320,17 @@ def evaluate_bicubic(
 # ----------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad arguments in one line (no usage dump)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{PROG}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    p = _Parser(
-        prog=PROG,
-        description=(
-            "Y-channel PSNR/SSIM (crop border = scale) of a SeemoRe model and/or MATLAB-style bicubic "
-            "on SR benchmark sets, as in the papers' tables."
-        ),
+    p = cli.make_parser(
+        PROG,
+        "Y-channel PSNR/SSIM (crop border = scale) of a SeemoRe model and/or MATLAB-style bicubic\n"
+        "on SR benchmark sets, as in the papers' tables.",
     )
-    p.add_argument(
-        "--model",
-        help="checkpoint file (.safetensors or official .pth) or shipped name such as seemore_t_x4; "
-        "default: the shipped seemore_t_x{scale} (unless --bicubic is given alone)",
+    cli.add_model(
+        p,
+        default=None,
+        help_extra=" (default: the shipped seemore_t_x{scale}, unless --bicubic is given alone)",
     )
     p.add_argument(
         "--scale",
@@ -348,25 +339,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="upscaling factor; default: the model's scale, or 4 for --bicubic; must match the model",
     )
     p.add_argument(
-        "--data",
+        "--sets",
         nargs="+",
         default=list(DEFAULT_SETS),
         metavar="SET",
         help="set names under <data-root>/benchmark/ or folders with HR/ and LR_bicubic/X{s}/ "
         "(default: Set5 Set14)",
     )
-    p.add_argument(
-        "--data-root", help="data root holding benchmark/ (default: $SEEMORE_DATA or ../shared/data)"
-    )
+    cli.add_data_root(p)
     p.add_argument(
         "--bicubic", action="store_true", help="evaluate MATLAB-style bicubic upsampling (with --model: both)"
     )
     p.add_argument("--per-image", action="store_true", help="also print every image's PSNR/SSIM")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH (atomically)")
+    cli.add_json(p)
     p.add_argument(
         "--device", default="cpu", help="torch device for the model, e.g. cpu, cuda, mps (default: cpu)"
     )
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    cli.add_threads(p)
     p.add_argument(
         "--gray-as-rgb",
         action="store_true",
@@ -374,30 +363,29 @@ def build_parser() -> argparse.ArgumentParser:
         "validation does (about +0.09 dB on Set14); default: on their own channel, as the papers' "
         "bicubic rows",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cli.add_progress(p)
     return p
 
 
 def _parse_device(text: str) -> torch.device:
+    """``--device`` as a torch device; :class:`cli.UsageError` when it is not one or not available."""
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError):
-        raise ValueError(f"--device {text!r}: not a torch device (try cpu, cuda, mps)") from None
+        raise cli.UsageError(f"--device {text!r}: not a torch device (try cpu, cuda, mps)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {text}: CUDA is not available in this torch build or machine")
+        raise cli.UsageError(f"--device {text}: CUDA is not available in this torch build or machine")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {text}: MPS is not available on this machine")
+        raise cli.UsageError(f"--device {text}: MPS is not available on this machine")
     return dev
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    if args.json and Path(args.json).is_dir():
-        raise ValueError(f"--json {args.json}: is a folder")
+    # Bad arguments first, before any checkpoint or image is read.
+    cli.check_json_path(args.json)
     device = _parse_device(args.device)
+    # Only PyTorch runs here; cli.apply_threads would also import the ExecuTorch runtime.
+    torch.set_num_threads(args.threads)
 
     model = None
     model_name = args.model
@@ -420,12 +408,12 @@ def _run(args: argparse.Namespace) -> int:
         path = resolve_model_path(model_name)
         label = model_name if str(model_name) in list_shipped() else path.stem
         rep = evaluate_model(
-            model, args.data, scale, args.data_root, device, progress, args.gray_as_rgb, label=label
+            model, args.sets, scale, args.data_root, device, progress, args.gray_as_rgb, label=label
         )
         info = {"checkpoint": str(path), "sha256": file_sha256(path), "config": model.config.name}
         reports.append(dataclasses.replace(rep, info=info))
     if args.bicubic:
-        reports.append(evaluate_bicubic(args.data, scale, args.data_root, progress, args.gray_as_rgb))
+        reports.append(evaluate_bicubic(args.sets, scale, args.data_root, progress, args.gray_as_rgb))
 
     print(format_reports(reports, per_image=args.per_image))
     if args.json:
@@ -437,17 +425,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 1 failed, 2 bad arguments)."""
+    """CLI entry point; returns the exit status (0 ok, 1 failed, 2 bad arguments, 130 interrupted)."""
     args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except (CheckpointError, DataError, ValueError, OSError, RuntimeError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    # RuntimeError too: torch reports a failed forward pass (e.g. out of memory) with it, and the
+    # message alone (without its type) is what this tool has always printed.
+    return cli.run_main(PROG, lambda: _run(args), expected=(CheckpointError, DataError, RuntimeError))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ Two MAC numbers are given, both fvcore-style (:mod:`seemore.flops`; one multiply
 
 For a real model and image, :func:`routed_macs` counts the experts the routing actually selects.
 
-``python -m seemore.info [--size WxH] [--json PATH]`` prints the table (and writes it as JSON).
+``python -m seemore.info [--size HxW] [--json PATH]`` prints the table (and writes it as JSON). By
+default every scale produces the paper's HR output, 1280 wide by 720 high (LR input floor(HR / scale));
+``--size HxW`` is instead the LR input at every scale, height first as in every seemore-mobile tool,
+and the HR output is LR x scale.
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,12 +34,14 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from seemore import cli
 from seemore.checkpoint import atomic_write, create_model
 from seemore.config import SUPPORTED_SCALES, get_config, list_variants
 from seemore.flops import MacCount, profile_macs
 from seemore.model import MoELayer, SeemoRe
 
 DEFAULT_HR_SIZE: tuple[int, int] = (1280, 720)  # (width, height) of the HR output, as in the paper
+PROG = "seemore-info"
 
 # Sum over the MoE layers of the rank of the expert each one selected when the paper's MACs were measured
 # (ranks 2/4/8; T has 6 layers, B 8, L 16). Recovered from the paper's GMACs: only these sums put the
@@ -203,26 +206,88 @@ def cost_row(variant: str, scale: int, hr_size: tuple[int, int] = DEFAULT_HR_SIZ
     )
 
 
-def cost_table(hr_size: tuple[int, int] = DEFAULT_HR_SIZE, progress: bool = False) -> list[CostRow]:
-    """:func:`cost_row` for every registered variant at every scale (about half a second each)."""
+def hr_size_for_lr(lr_input: tuple[int, int], scale: int) -> tuple[int, int]:
+    """HR output (width, height) for an LR input given as (height, width), as ``--size`` gives it."""
+    return lr_input[1] * scale, lr_input[0] * scale
+
+
+def check_lr_input(lr_input: tuple[int, int], variant: str, scale: int) -> None:
+    """Raise ValueError (one line) if an LR input of (height, width) ``lr_input`` is too small for the model."""
+    need = get_config(variant, scale).min_input_size
+    if min(lr_input) < need:
+        raise ValueError(
+            f"LR input {lr_input[0]}x{lr_input[1]} (HxW) is too small: {variant}_x{scale} needs at least "
+            f"{need}x{need}"
+        )
+
+
+def _table_jobs() -> list[tuple[str, int]]:
     # Smallest architecture first (T, B, L), rather than alphabetical.
     variants = sorted(list_variants(), key=lambda v: (get_config(v).num_layers, get_config(v).embedding_dim))
-    jobs = [(v, s) for v in variants for s in SUPPORTED_SCALES]
-    # Fail before any counting, naming the model with the largest size requirement.
-    for v, s in sorted(jobs, key=lambda job: -min_hr_size(*job)):
-        check_size(hr_size, v, s)
+    return [(v, s) for v in variants for s in SUPPORTED_SCALES]
+
+
+def check_table_size(
+    hr_size: tuple[int, int] = DEFAULT_HR_SIZE, *, lr_input: tuple[int, int] | None = None
+) -> None:
+    """Raise ValueError (one line) if any row of :func:`cost_table` would get a too small LR input.
+
+    The message names the model with the largest size requirement, so one fix makes the whole table work.
+    """
+    jobs = _table_jobs()
+    if lr_input is None:
+        for v, s in sorted(jobs, key=lambda job: -min_hr_size(*job)):
+            check_size(hr_size, v, s)
+    else:
+        for v, s in sorted(jobs, key=lambda job: -get_config(*job).min_input_size):
+            check_lr_input(lr_input, v, s)
+
+
+def cost_table(
+    hr_size: tuple[int, int] = DEFAULT_HR_SIZE,
+    progress: bool = False,
+    *,
+    lr_input: tuple[int, int] | None = None,
+) -> list[CostRow]:
+    """:func:`cost_row` for every registered variant at every scale (about half a second each).
+
+    By default every scale produces the same ``hr_size`` (width, height) output, as in the paper's table,
+    from an LR input of floor(``hr_size`` / scale). With ``lr_input`` (height, width, as ``--size``
+    gives it) every scale gets that LR input instead and produces LR x scale; ``hr_size`` is then unused.
+    """
+    jobs = _table_jobs()
+    # Fail before any counting.
+    check_table_size(hr_size, lr_input=lr_input)
     bar = tqdm(jobs, desc="counting", disable=not progress, leave=False)
-    return [cost_row(v, s, hr_size) for v, s in bar]
+    return [cost_row(v, s, hr_size if lr_input is None else hr_size_for_lr(lr_input, s)) for v, s in bar]
+
+
+def _hw(size: tuple[int, int]) -> str:
+    """A (width, height) pair as the project's ``HxW`` text."""
+    return f"{size[1]}x{size[0]}"
+
+
+def size_note(rows: Sequence[CostRow]) -> str:
+    """Which size ``rows`` were counted at: one HR output for every scale, or one LR input."""
+    hr_sizes = {r.hr_size for r in rows}
+    lr_sizes = {r.lr_size for r in rows}
+    if len(hr_sizes) == 1:
+        hr = next(iter(hr_sizes))
+        return f"HR output {_hw(hr)} (HxW) at every scale, LR input floor(HR / scale)"
+    if len(lr_sizes) == 1:
+        return f"LR input {_hw(next(iter(lr_sizes)))} (HxW) at every scale, HR output LR x scale"
+    return "the LR input and HR output of each row"
 
 
 def format_table(rows: Sequence[CostRow]) -> str:
     """Plain-text table of ``rows`` for the terminal."""
-    hr = rows[0].hr_size if rows else DEFAULT_HR_SIZE
-    header = ("model", "LR input", "params", "GMACs paper", "GMACs dense", "dense extra", "top-1 range")
+    header = ("model", "LR input", "HR output", "params", "GMACs paper", "GMACs dense", "dense extra",
+              "top-1 range")
     lines = [
         (
             r.name,
-            f"{r.lr_size[0]}x{r.lr_size[1]}",
+            _hw(r.lr_size),
+            _hw(r.hr_size),
             f"{r.params:,}",
             f"{r.macs_paper / 1e9:.2f}",
             f"{r.macs_dense / 1e9:.2f}",
@@ -235,11 +300,11 @@ def format_table(rows: Sequence[CostRow]) -> str:
 
     def fmt(cells: Sequence[str]) -> str:
         # Names left-aligned, numbers right-aligned.
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
     return "\n".join(
         [
-            f"SeemoRe cost for a {hr[0]}x{hr[1]} output (fvcore-style MACs: 1 multiply-add = 1 MAC)",
+            f"SeemoRe cost, {size_note(rows)} (fvcore-style MACs: 1 multiply-add = 1 MAC)",
             fmt(header),
             fmt(tuple("-" * w for w in widths)),
             *map(fmt, lines),
@@ -258,59 +323,65 @@ def rows_to_json(rows: Sequence[CostRow]) -> str:
         item["gmacs_paper"] = round(r.macs_paper / 1e9, 2)
         item["gmacs_dense"] = round(r.macs_dense / 1e9, 2)
         items.append(item)
+    hr_sizes = {r.hr_size for r in rows} or {DEFAULT_HR_SIZE}
+    lr_sizes = {r.lr_size for r in rows}
     doc = {
         "convention": "fvcore-style MACs (one multiply-add = one MAC); see seemore/flops.py",
-        "hr_size": list(rows[0].hr_size) if rows else list(DEFAULT_HR_SIZE),
+        "size_order": "[width, height]",  # of hr_size / lr_size here and in every model
+        # The size shared by every row, or null when it differs by scale.
+        "hr_size": list(next(iter(hr_sizes))) if len(hr_sizes) == 1 else None,
+        "lr_size": list(next(iter(lr_sizes))) if len(lr_sizes) == 1 else None,
         "models": items,
     }
     return json.dumps(doc, indent=2) + "\n"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``WxH`` (e.g. ``1280x720``) into positive (width, height); ValueError otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match or int(match[1]) <= 0 or int(match[2]) <= 0:
-        raise ValueError(f"--size must be WIDTHxHEIGHT with positive integers, e.g. 1280x720 (got {text!r})")
-    return int(match[1]), int(match[2])
+# ----------------------------------------------------------------------------- CLI
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: print the cost table, optionally write it as JSON."""
-    parser = argparse.ArgumentParser(
-        prog="python -m seemore.info",
-        description="Parameters and MACs (fvcore-style) of every SeemoRe variant at x2/x3/x4. 'paper' "
-        "counts only the selected top-1 expert per MoE layer (the official eval path, reproducing the "
-        "paper); 'dense' counts all experts, which is what our reference model and exported graphs compute.",
+def build_parser() -> argparse.ArgumentParser:
+    """The ``seemore-info`` argument parser."""
+    p = cli.make_parser(
+        PROG,
+        "Parameters and MACs (fvcore-style) of every SeemoRe variant at x2/x3/x4.\n"
+        "'paper' counts only the selected top-1 expert per MoE layer (the official eval path, reproducing\n"
+        "the paper); 'dense' counts all experts, which is what our reference model and exported graphs\n"
+        "compute.",
     )
-    parser.add_argument(
-        "--size",
-        default=f"{DEFAULT_HR_SIZE[0]}x{DEFAULT_HR_SIZE[1]}",
-        help="HR output size WIDTHxHEIGHT; the LR input is floor(size / scale) "
-        "(default: %(default)s, the paper's)",
+    cli.add_size(
+        p,
+        default=None,
+        what="; every variant and scale gets this input and outputs LR x scale. Default: the paper's HR "
+        "output 720x1280 (1280 wide) at every scale, from an LR input of floor(HR / scale): 360x640, "
+        "240x426, 180x320 at x2, x3, x4",
     )
-    parser.add_argument(
-        "--json", type=Path, metavar="PATH", help="also write the table as JSON to PATH (atomically)"
-    )
-    args = parser.parse_args(argv)
-    if args.json is not None and args.json.is_dir():
-        print(f"error: --json {args.json} is a directory; give a file path", file=sys.stderr)
-        return 2
-    try:
-        hr_size = parse_size(args.size)
-        rows = cost_table(hr_size, progress=True)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cli.add_json(p)
+    cli.add_progress(p)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    cli.check_json_path(args.json)
+    try:  # a too small --size is a usage error, reported before any counting
+        check_table_size(lr_input=args.size)
+    except ValueError as exc:
+        raise cli.UsageError(f"--size: {exc}") from None
+    rows = cost_table(progress=not args.no_progress, lr_input=args.size)
     print(format_table(rows))
     if args.json is not None:
         text = rows_to_json(rows)
         try:
             atomic_write(args.json, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         except OSError as err:
-            print(f"error: cannot write {args.json}: {err.strerror or err}", file=sys.stderr)
-            return 1
+            return cli.fail(PROG, f"cannot write {args.json}: {err.strerror or err}", 1)
         print(f"wrote {args.json}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: print the cost table, optionally write it as JSON; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return cli.run_main(PROG, lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Steps, each a thin call into the library, each writing into ``--out``:
    -> ``eval.json``
 3. ``upscale``: the shipped model on a sample image (``seemore.upscale``) -> ``upscaled/``
 4. ``quantize``: PTQ and QAT INT8 for XNNPACK with the default recipe (``quantization/qat.py``)
-   -> ``quantization/`` (the QAT program, its sidecar, ``qat.json``)
+   -> ``quantization/`` (the QAT program, its contract, ``qat.json``)
 5. ``export``: ExecuTorch XNNPACK FP32, XNNPACK INT8 (from the QAT program) and Vulkan FP16
    at 1x3x180x320 (``mobile/export_executorch.py``) -> ``executorch/``
 6. ``parity``: every artifact in ``executorch/`` in its runtime against PyTorch on Set5/Set14
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,10 @@ from seemore.checkpoint import CheckpointError, atomic_write, list_shipped, load
 from seemore.paths import DataError, bundled_images, resolve_data_root
 
 DEFAULT_MODEL = "seemore_t_x4"
+
+
+class StepError(RuntimeError):
+    """A pipeline step failed; the message names the step and the cause in one line."""
 
 
 @dataclass
@@ -109,7 +112,7 @@ def step_upscale(ctx: PipelineContext) -> str:
 def step_quantize(ctx: PipelineContext) -> str:
     """PTQ and QAT INT8 (XNNPACK quantizer, default recipe) as ``python quantization/qat.py`` runs it."""
     from seemore.checkpoint import resolve_model_path
-    from seemore.export.spec import ExportSpec
+    from seemore.contract import ExportSpec
     from seemore.quantize import QATSettings, format_summary, run_quantization
 
     checkpoint = resolve_model_path(ctx.model_name)
@@ -124,50 +127,44 @@ def step_quantize(ctx: PipelineContext) -> str:
     ctx.int8_program = Path(result.program) if result.program else None
     drop = result.drop_db("qat_int8")
     ptq = result.drop_db("ptq_int8")
-    return f"Set5 drop vs FP32: PTQ {ptq:.2f} dB, QAT {drop:.2f} dB -> {result.program}"
+    return f"Set5 drop vs FP32: PTQ {ptq:.3f} dB, QAT {drop:.3f} dB -> {result.program}"
 
 
 def step_export(ctx: PipelineContext) -> str:
-    """ExecuTorch ``.pte`` files (XNNPACK FP32/INT8, Vulkan FP16) with sidecars and export checks."""
-    from seemore.checkpoint import file_sha256, resolve_model_path
-    from seemore.export.executorch_export import export_executorch
-    from seemore.export.spec import ExportSpec
-    from seemore.quantize import load_program
+    """The ExecuTorch targets (XNNPACK FP32/INT8, Vulkan FP16) with contracts and export checks.
+
+    INT8 comes from the quantize step's program (or, when that step did not run, the program of
+    this checkpoint in ``quantization/``, found by its SHA-256).
+    """
+    from seemore.checkpoint import resolve_model_path
+    from seemore.export import DEFAULT_TARGETS, ExportOptions, export_targets, get_target
 
     checkpoint = resolve_model_path(ctx.model_name)
     model = load_model(checkpoint)
     height, width = ctx.export_size
-    targets = (("xnnpack", "fp32"), ("xnnpack", "int8"), ("vulkan", "fp16"))
-    specs = [ExportSpec(b, p, height, width, scale=model.scale) for b, p in targets]
-    int8_model = int8_source = None
-    program = ctx.int8_program
-    if program is None:  # export run on its own: the quantize step's output of an earlier run
-        from seemore.quantize import program_name
-
-        program = ctx.out / "quantization" / program_name(model.config, specs[1], "qat")
-    if program.is_file():
-        int8_model = load_program(program)
-        int8_source = {"method": "provided program", "program": str(program), "sha256": file_sha256(program)}
-    results = export_executorch(model, specs, ctx.out / "executorch", checkpoint=checkpoint,
-                                data_root=ctx.data_root, int8_model=int8_model, int8_source=int8_source,
-                                progress=lambda msg: print(msg, flush=True))
+    targets = [get_target(name) for name in DEFAULT_TARGETS["executorch"]]
+    options = ExportOptions(height=height, width=width, data_root=ctx.data_root, int8_program=ctx.int8_program,
+                            program_dirs=(ctx.out / "quantization",))
+    results = export_targets(model, targets, ctx.out / "executorch", checkpoint, options,
+                             progress=lambda msg: print(msg, flush=True))
     parts = []
     for r in results:
         check = r.check
         state = f"{check['psnr_db']:.1f} dB {check.get('status')}" if check.get("ran") else "not run"
-        parts.append(f"{r.spec.tag} {r.delegation['delegated_subgraphs']} subgraph(s) [{state}]")
-        if check.get("ran") and not check.get("passed"):
+        parts.append(f"{r.spec.tag} {r.contract.structure.get('partitions')} partition(s) [{state}]")
+        if r.failed:
             ctx.failures.append(f"export check of {r.name}")
     return "; ".join(parts)
 
 
 def step_parity(ctx: PipelineContext) -> str:
     """The parity table of every artifact in ``executorch/`` (as ``python mobile/parity.py``)."""
-    from seemore.parity import format_table, run_parity
+    from seemore.parity import format_results, results_json, run_parity
 
-    results = run_parity(ctx.out / "executorch", ctx.data_root)
-    print(format_table(results))
-    ctx.write_json("parity.json", {"results": [r.to_dict() for r in results]})
+    sets = ("Set5", "Set14")
+    results = run_parity(ctx.out / "executorch", ctx.data_root, sets)
+    print(format_results(results))
+    ctx.write_json("parity.json", results_json(ctx.out / "executorch", sets, results))
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -188,59 +185,60 @@ STEPS: dict[str, Callable[[PipelineContext], str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    p = argparse.ArgumentParser(prog="python -m seemore.pipeline", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="artifacts/pipeline", help="output folder (default: artifacts/pipeline)")
-    p.add_argument("--data-root", help="data root (default: $SEEMORE_DATA or ../shared/data, else bundled)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint or shipped name (default: {DEFAULT_MODEL})")
+    from seemore import cli
+
+    p = cli.make_parser("python -m seemore.pipeline", __doc__)
+    p.add_argument("--out", type=Path, default=Path("artifacts") / "pipeline",
+                   help="output folder (default: artifacts/pipeline)")
+    cli.add_data_root(p)
+    cli.add_model(p)
     p.add_argument("--steps", nargs="+", choices=list(STEPS), default=list(STEPS), help="steps to run (default: all)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--qat-steps", type=int, default=None,
+    cli.add_threads(p)
+    p.add_argument("--qat-steps", type=cli.non_negative_int, default=None,
                    help="QAT steps of the quantize step (default: quantization/qat.py's default)")
-    p.add_argument("--export-size", default=None, metavar="HxW",
-                   help="fixed LR input size of the quantized program and the .pte files (default: 180x320)")
+    cli.add_size(p, what=" of the quantized program and the exported artifacts")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected steps in order; stop at the first failure with a one-line reason."""
+    from seemore import cli
+
     args = build_parser().parse_args(argv)
-    from seemore.toolchain_logs import quiet_toolchain_logs
+    summary: list[tuple[str, float, str]] = []
 
-    quiet_toolchain_logs()
-    try:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        data_root = resolve_data_root(args.data_root)
-        if args.model == DEFAULT_MODEL and DEFAULT_MODEL not in list_shipped():
-            raise CheckpointError(f"no shipped {DEFAULT_MODEL} checkpoint in this install")
-        from seemore.export.spec import DEFAULT_LR_HEIGHT, DEFAULT_LR_WIDTH, parse_size
+    def body() -> int:
+        from seemore.toolchain_logs import quiet_toolchain_logs
 
-        size = parse_size(args.export_size) if args.export_size else (DEFAULT_LR_HEIGHT, DEFAULT_LR_WIDTH)
-        if args.qat_steps is not None and args.qat_steps < 0:
-            raise ValueError(f"--qat-steps must be >= 0, got {args.qat_steps}")
-        ctx = PipelineContext(Path(args.out), data_root, args.model, args.threads, size, args.qat_steps)
-        print(f"data root: {data_root if data_root else 'none (bundled sample photos)'}; model: {args.model}")
-        summary = []
+        quiet_toolchain_logs()
+        try:
+            data_root = resolve_data_root(args.data_root)
+            if args.model == DEFAULT_MODEL and DEFAULT_MODEL not in list_shipped():
+                raise CheckpointError(f"no shipped {DEFAULT_MODEL} checkpoint in this install")
+            load_model(args.model)
+        except (CheckpointError, DataError) as exc:
+            raise cli.UsageError(str(exc)) from None
+        # The same thread count on every machine: the quantize step's numbers depend on it.
+        torch.set_num_threads(args.threads)
+        ctx = PipelineContext(args.out, data_root, args.model, args.threads, args.size, args.qat_steps)
+        print(f"data root: {data_root if data_root else 'none (bundled sample photos)'}; model: {args.model}; "
+              f"{args.threads} threads")
         for name in args.steps:
             print(f"\n=== {name} ===", flush=True)
             start = time.perf_counter()
-            result = STEPS[name](ctx)
+            try:
+                result = STEPS[name](ctx)
+            except Exception as exc:  # any step's failure: one line naming the step
+                raise StepError(f"step {name} failed ({type(exc).__name__}): {cli.one_line(exc)}") from None
             summary.append((name, time.perf_counter() - start, result))
-    except (CheckpointError, DataError, ValueError, OSError) as exc:
-        print(f"pipeline: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a toolchain failure in a step: one line, not a traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"pipeline: error: step {name} failed ({type(exc).__name__}): {first}", file=sys.stderr)
-        return 1
-    print("\n=== summary ===")
-    for name, seconds, result in summary:
-        print(f"{name:10s} {seconds:7.1f} s  {result}")
-    if ctx.failures:
-        print(f"pipeline: error: failed bounds: {', '.join(ctx.failures)}", file=sys.stderr)
-        return 1
-    return 0
+        print("\n=== summary ===")
+        for step, seconds, text in summary:
+            print(f"{step:10s} {seconds:7.1f} s  {text}")
+        if ctx.failures:
+            return cli.fail("pipeline", f"failed bounds: {', '.join(ctx.failures)}", code=1)
+        return 0
+
+    return cli.run_main("pipeline", body, expected=(CheckpointError, DataError, StepError))
 
 
 if __name__ == "__main__":

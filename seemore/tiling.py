@@ -63,6 +63,9 @@ ROUTINGS: tuple[str, ...] = ("global", "tile")
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
 DEFAULT_ROUTING: Routing = "tile"
+# Overlap of fixed-shape artifact tiles (LR px): every core pixel keeps at least 16 px of context
+# (or a quarter of a small tile, so that windows still advance).
+MAX_FIXED_OVERLAP = 16
 
 ProgressFn = Callable[[int, int], None]
 
@@ -89,23 +92,28 @@ def _floor_to(value: int, step: int) -> int:
     return value // step * step
 
 
-def plan_axis(size: int, tile: int | None, overlap: int, align: int) -> list[Span]:
+def plan_axis(size: int, tile: int | None, overlap: int, align: int, exact: bool = False) -> list[Span]:
     """Split ``size`` pixels into windows of about ``tile`` pixels starting at multiples of ``align``.
 
     Neighbouring windows overlap by at least ``2 * overlap``; the boundary between their cores is
     the middle of the overlap, so every core pixel has ``overlap`` or more pixels of context on
     each interior side. All windows are ``tile`` wide (rounded down to a multiple of ``align``)
     except the last one, which ends at the image edge and is up to ``align - 1`` wider.
+
+    ``exact`` is the plan of a fixed-shape artifact, which takes nothing but ``tile`` pixels:
+    every window is exactly ``tile`` wide, the last one flush with the image edge (its start
+    then need not be aligned), and an image no larger than ``tile`` is one window reaching past
+    its edge (``stop > size``: the caller pads, see :func:`mirror_pad`).
     """
     if tile is None or size <= tile:
-        return [Span(0, size, 0, size)]
-    width = _floor_to(tile, align)
+        return [Span(0, tile if exact and tile is not None else size, 0, size)]
+    width = tile if exact else _floor_to(tile, align)
     stride = _floor_to(width - 2 * overlap, align)
     if overlap < 0 or stride < align:
         need = -(-(2 * max(overlap, 0) + align) // align) * align  # windows are multiples of align
         raise ValueError(f"tile {tile} is too small for overlap {overlap}: need tile >= {need}")
     starts = list(range(0, size - width, stride))
-    last = _floor_to(size - width, align)
+    last = size - width if exact else _floor_to(size - width, align)
     if starts and starts[-1] == last:
         starts.pop()
     starts.append(last)
@@ -114,13 +122,73 @@ def plan_axis(size: int, tile: int | None, overlap: int, align: int) -> list[Spa
     return [Span(starts[i], stops[i], bounds[i], bounds[i + 1]) for i in range(len(starts))]
 
 
-def plan_tiles(height: int, width: int, tile: int | None, overlap: int, align: int) -> list[Window]:
-    """All windows of an image, row-major (see :func:`plan_axis`)."""
+def plan_tiles(
+    height: int, width: int, tile: int | tuple[int, int] | None, overlap: int, align: int, exact: bool = False
+) -> list[Window]:
+    """All windows of an image, row-major (see :func:`plan_axis`); ``tile`` may be (rows, cols)."""
+    tile_h, tile_w = tile if isinstance(tile, tuple) else (tile, tile)
     return [
         Window(r, c)
-        for r in plan_axis(height, tile, overlap, align)
-        for c in plan_axis(width, tile, overlap, align)
+        for r in plan_axis(height, tile_h, overlap, align, exact)
+        for c in plan_axis(width, tile_w, overlap, align, exact)
     ]
+
+
+# --------------------------------------------------------------------------- fixed-shape artifacts
+
+
+def fixed_tile_overlap(tile_h: int, tile_w: int) -> int:
+    """The overlap (LR pixels) used with a fixed-shape artifact: 16, or a quarter of a small tile."""
+    return min(MAX_FIXED_OVERLAP, tile_h // 4, tile_w // 4)
+
+
+def mirror_pad(x: Tensor, height: int, width: int) -> Tensor:
+    """Extend an NCHW tensor at the bottom/right to (height, width) by repeated mirroring.
+
+    Unlike ``reflect`` padding this works for any pad size (a 57-pixel image padded to 320).
+    """
+    while x.shape[-2] < height:
+        x = torch.cat([x, x.flip(-2)], dim=-2)
+    while x.shape[-1] < width:
+        x = torch.cat([x, x.flip(-1)], dim=-1)
+    return x[..., :height, :width]
+
+
+def tiling_rule(tile_h: int, tile_w: int) -> dict[str, object]:
+    """The tiling rule of a fixed-shape artifact, as written into its contract for the apps.
+
+    :func:`run_fixed_tiles` is this rule's reference implementation.
+    """
+    return {
+        "tile": [tile_h, tile_w],
+        "overlap": fixed_tile_overlap(tile_h, tile_w),
+        "windows": "exactly tile-sized; starts every tile - 2*overlap pixels, the last window flush with "
+        "the bottom/right edge; an image smaller than a tile is one window",
+        "pad": "mirror at the bottom/right up to the tile size (repeated reflection, edge pixel included)",
+        "routing": "per tile: each MoE router averages over its own tile, so tiles may choose different "
+        "experts; the result depends on the tiling (parity compares artifact and torch on the same tiles)",
+        "blend": "linear cross-fade across the overlap between neighbouring cores; weights sum to 1",
+    }
+
+
+def run_fixed_tiles(run: Callable[[Tensor], Tensor], lr: Tensor, tile_h: int, tile_w: int, scale: int) -> Tensor:
+    """Super-resolve a (1, 3, h, w) image with ``run``, which only takes (1, 3, tile_h, tile_w).
+
+    Implements :func:`tiling_rule`: mirror-pad to at least one tile, exact windows, per-tile
+    routing, outputs cross-faded across the overlap. Returns (1, 3, h*scale, w*scale).
+    """
+    h, w = lr.shape[-2:]
+    image = mirror_pad(lr, max(h, tile_h), max(w, tile_w))
+    overlap = fixed_tile_overlap(tile_h, tile_w)
+    windows = plan_tiles(image.shape[-2], image.shape[-1], (tile_h, tile_w), overlap, 1, exact=True)
+    if len(windows) == 1:
+        return run(image.contiguous())[..., : h * scale, : w * scale]
+    out = torch.zeros((1, 3, image.shape[-2] * scale, image.shape[-1] * scale), dtype=torch.float32)
+    for window in windows:
+        r, c = window.rows, window.cols
+        result = run(image[..., r.start : r.stop, c.start : c.stop].contiguous()).float()
+        _place(out, result, window, scale, overlap, windows)
+    return out[..., : h * scale, : w * scale]
 
 
 def _pad_to_minimum(lr: Tensor, minimum: int) -> Tensor:

@@ -10,8 +10,10 @@ users who import :mod:`seemore` keep the toolchain's defaults; only the CLIs cal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 
 _NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
 
@@ -23,3 +25,19 @@ def quiet_toolchain_logs() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*read_binary is deprecated.*", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=r"This API is experimental.*")
+
+
+@contextlib.contextmanager
+def quiet_info_logs() -> Iterator[None]:
+    """Silence INFO logging while a toolchain converts a model.
+
+    ExecuTorch's Vulkan modules set the *root* logger to INFO when imported and then log every
+    operator and layout transition; the ONNX exporter logs every initializer it deduplicates.
+    Both bury the CLI's progress bar and say nothing a user can act on.
+    """
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(previous)

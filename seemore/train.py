@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from seemore import cli
 from seemore.checkpoint import CheckpointError, atomic_write, load_model, save_model
 from seemore.config import get_config
 from seemore.model import SeemoRe
@@ -539,16 +540,30 @@ class Trainer:
 # --------------------------------------------------------------------------- CLI
 
 
+PROG = "seemore-train"
+# Fields with a flag of the project-wide convention (seemore.cli) instead of a generated one.
+_CONVENTION_FIELDS = ("data_root", "threads")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Flags: one per :class:`TrainConfig` field, plus ``--config`` and ``--resume``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m seemore.train",
-        description="Train SeemoRe. Defaults are the paper's recipe; a TOML --config and flags override them.",
+    """Flags: one per :class:`TrainConfig` field, plus ``--config``, ``--resume`` and ``--no-progress``.
+
+    Generated flags default to None, meaning "not given": the config file (or the resumed run) and
+    then the :class:`TrainConfig` defaults decide.
+    """
+    parser = cli.make_parser(
+        PROG, "Train SeemoRe. Defaults are the paper's recipe; a TOML --config and flags override them."
     )
     parser.add_argument("--config", help="TOML file with TrainConfig fields (flags override it)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its state.pt (config taken from that run)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cli.add_progress(parser)
+    cli.add_data_root(parser)
+    # cli.add_threads's flag, but defaulting to None ("not given") so that a config file's or the resumed
+    # run's threads wins over the convention's default of 2 (applied in _cli_threads).
+    parser.add_argument("--threads", type=cli.positive_int, default=None, metavar="N",
+                        help="CPU threads for PyTorch "
+                        f"(default: the config's threads, else {cli.DEFAULT_THREADS})")
     helps = {
         "train_data": "training folders (comma separated; relative names are looked up under the data root)",
         "val_data": "validation sets (comma separated, e.g. Set5,Set14)",
@@ -560,40 +575,61 @@ def build_parser() -> argparse.ArgumentParser:
         "out": "output folder for checkpoints, log and config",
     }
     for f in dataclasses.fields(TrainConfig):
+        if f.name in _CONVENTION_FIELDS:
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
                             help=f"{helps.get(f.name, f.name.replace('_', ' '))} (default: {default})")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    args = build_parser().parse_args(argv)
+def _cli_threads(cfg: TrainConfig) -> TrainConfig:
+    """The CLI's thread count: the flag or the config's ``threads``, else the convention's default.
+
+    ``threads = 0`` (the library default, "torch's choice") becomes 2 here, as in every seemore CLI.
+    """
+    return cfg if cfg.threads else dataclasses.replace(cfg, threads=cli.DEFAULT_THREADS)
+
+
+def _resolve(args: argparse.Namespace) -> TrainConfig:
+    """The run's config from the flags; :class:`cli.UsageError` for a bad config or flag."""
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    if args.resume:
+        out = Path(overrides["out"] or TrainConfig.out)
+        saved = out / "config.json"
+        if not saved.is_file():
+            raise cli.UsageError(f"--resume: {out}: nothing to resume (no config.json)")
+        base = json.loads(saved.read_text())
+        # Flags may still change settings that do not alter the math (e.g. threads, val_every).
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        config_file, values = None, base
+    else:
+        config_file, values = args.config, overrides
     try:
-        if args.resume:
-            out = Path(overrides["out"] or TrainConfig.out)
-            saved = out / "config.json"
-            if not saved.is_file():
-                raise DataError(f"{out}: nothing to resume (no config.json)")
-            base = json.loads(saved.read_text())
-            # Flags may still change settings that do not alter the math (e.g. threads, val_every).
-            base.update({k: v for k, v in overrides.items() if v is not None})
-            cfg = resolve_config(None, base)
-        else:
-            cfg = resolve_config(args.config, overrides)
-        trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+        return _cli_threads(resolve_config(config_file, values))
+    except ValueError as exc:  # unknown keys, bad values, unreadable or invalid TOML: bad usage
+        raise cli.UsageError(cli.one_line(exc)) from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    cfg = _resolve(args)
+    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    try:
         result = trainer.train()
-    except (ValueError, DataError, CheckpointError, FloatingPointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted: resume with --resume (state of the last save is kept)", file=sys.stderr)
+        # One line, as cli.run_main would print, plus how to continue.
+        print(f"{PROG}: interrupted: resume with --resume (state of the last save is kept)", file=sys.stderr)
         return 130
     if result is not None:
         print(trainer._val_line(result))
     print(f"done: {trainer.iteration} iterations, {trainer.wall_time / 60:.1f} min; checkpoints in {trainer.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 done, 1 failed, 2 bad arguments, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    return cli.run_main(PROG, lambda: _train(args), expected=(DataError, CheckpointError, FloatingPointError))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 and writing (alpha, gray, palette, 16-bit, EXIF orientation, CMYK) is :mod:`seemore.imageio`;
 tiling and MoE routing is :mod:`seemore.tiling`. A file that cannot be read or written gets a
 one-line error on stderr, the others are still processed, and the exit status is 1 if any
-failed. Outputs are written atomically.
+failed. Outputs are written atomically; ``--json PATH`` also writes what was done as JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from seemore import cli
 from seemore.checkpoint import CheckpointError, list_shipped, load_model
 from seemore.imageio import (
     ImageError,
@@ -45,7 +46,8 @@ from seemore.tiling import (
     upscale_tensor,
 )
 
-DEFAULT_MODEL = "seemore_t_x4"
+DEFAULT_MODEL = cli.DEFAULT_MODEL
+PROG = "seemore-upscale"
 
 
 @dataclass(frozen=True)
@@ -212,25 +214,26 @@ class _WindowBar:
 
 
 def _error(message: str) -> None:
-    tqdm.write(f"error: {message}", file=sys.stderr)
+    """One ``<prog>: error:`` line for a file that failed (tqdm.write keeps the bars intact)."""
+    tqdm.write(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``seemore-upscale`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="seemore-upscale",
-        description=(
-            "Upscale images with a SeemoRe model. Reads anything Pillow can (RGB, RGBA, gray, palette, "
-            "CMYK, 16-bit PNG/TIFF), applies EXIF orientation, keeps alpha (resized bicubically) and "
-            "16-bit precision (PNG/TIFF outputs)."
-        ),
+    parser = cli.make_parser(
+        PROG,
+        "Upscale images with a SeemoRe model. Reads anything Pillow can (RGB, RGBA, gray, palette,\n"
+        "CMYK, 16-bit PNG/TIFF), applies EXIF orientation, keeps alpha (resized bicubically) and\n"
+        "16-bit precision (PNG/TIFF outputs).",
         epilog=(
-            "Routing: SeemoRe's experts are chosen from the whole image's average features, so a tile "
-            "routed on its own content can choose other experts than the whole image. 'global' computes "
-            "the whole image's choice tile by tile (exact, 3.6-4.2x the time of 'tile' for SeemoRe-T "
-            "when an image needs several tiles); 'tile' lets each tile choose and cross-fades tile seams. "
-            "Images no larger than --tile are processed in one pass, which is exact whole-image inference "
-            "either way. Exit status: 0 all done, 1 some files failed, 2 bad arguments or model."
+            "Routing: SeemoRe's experts are chosen from the whole image's average features, so a tile\n"
+            "routed on its own content can choose other experts than the whole image. 'global' computes\n"
+            "the whole image's choice tile by tile (exact, 3.6-4.2x the time of 'tile' for SeemoRe-T\n"
+            "when an image needs several tiles); 'tile' lets each tile choose and cross-fades tile seams.\n"
+            "Images no larger than --tile are processed in one pass, which is exact whole-image inference\n"
+            "either way.\n\n"
+            "Exit status: 0 all done, 1 some files failed or the model could not be loaded, 2 bad\n"
+            "arguments, 130 interrupted."
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="IN", help="image files and/or folders of images")
@@ -242,15 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (created if needed); for a single input file, the output file itself if it "
         "has an image extension (its format follows the extension)",
     )
-    parser.add_argument(
-        "--model",
-        default=None,
-        metavar="PATH_OR_NAME",
-        help=f"checkpoint file (.safetensors or official .pth) or shipped name (default: {DEFAULT_MODEL})",
-    )
+    # No default in argparse: _load gives a clearer message when the default is not shipped.
+    cli.add_model(parser, default=None, help_extra=f" (default: {DEFAULT_MODEL})")
     parser.add_argument(
         "--tile",
-        type=int,
+        type=cli.non_negative_int,
         default=DEFAULT_TILE,
         metavar="N",
         help=f"tile side in input pixels, rounded down to a multiple of 16; 0 = whole image in one pass "
@@ -258,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--overlap",
-        type=int,
+        type=cli.non_negative_int,
         default=DEFAULT_OVERLAP,
         metavar="N",
         help=f"minimum context in input pixels kept around each tile's own area (default {DEFAULT_OVERLAP}; "
@@ -273,9 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", default="cpu", help="torch device to run on: cpu, cuda, cuda:1, mps (default cpu)"
     )
-    parser.add_argument(
-        "--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: torch's)"
-    )
+    cli.add_threads(parser)
     parser.add_argument(
         "--suffix",
         default=None,
@@ -289,11 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--recursive", action="store_true", help="also take images from sub-folders of input folders"
     )
-    parser.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bars (they are off anyway when not a terminal)",
-    )
+    cli.add_json(parser)
+    cli.add_progress(parser)  # bars are also off when stderr is not a terminal
     return parser
 
 
@@ -307,38 +301,41 @@ def _load(name: str | None) -> nn.Module:
     return load_model(name)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
-    args = build_parser().parse_args(argv)
+def _result_json(result: UpscaleResult) -> dict[str, object]:
+    return {
+        "source": str(result.source),
+        "target": str(result.target),
+        # Named fields: UpscaleResult sizes are (width, height), the project's --size is HxW.
+        "in_size": {"height": result.in_size[1], "width": result.in_size[0]},
+        "out_size": {"height": result.out_size[1], "width": result.out_size[0]},
+        "mode": result.mode,
+        "tiles": result.windows,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The CLI's work once the flags are parsed; bad arguments raise :class:`cli.UsageError`."""
+    cli.check_json_path(args.json)
     fmt = args.format.lower().lstrip(".")
     try:
         output_format(f"x.{fmt}")
     except ImageError:
-        print(f"error: --format {args.format}: not a format this install can write", file=sys.stderr)
-        return 2
-    if args.tile < 0 or args.overlap < 0 or (args.threads is not None and args.threads < 1):
-        print("error: --tile and --overlap must be >= 0 and --threads >= 1", file=sys.stderr)
-        return 2
+        raise cli.UsageError(f"--format {args.format}: not a format this install can write") from None
     tile = args.tile or None
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # Only PyTorch runs here; cli.apply_threads would also import the ExecuTorch runtime.
+    torch.set_num_threads(args.threads)
     try:
         device = torch.device(args.device)
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:
-        print(f"error: --device {args.device}: not available ({str(exc).splitlines()[0]})", file=sys.stderr)
-        return 2
-    try:
-        model = _load(args.model).to(device).eval()
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise cli.UsageError(f"--device {args.device}: not available ({cli.one_line(exc)})") from None
+    model = _load(args.model).to(device).eval()
     scale = int(model.config.scale)
     try:  # the same check the tiler makes, before any file is read
         plan_axis(1 << 20, tile, args.overlap, int(model.config.min_input_size))
     except ValueError as exc:
-        print(f"error: --tile/--overlap: {exc}", file=sys.stderr)
-        return 2
+        raise cli.UsageError(f"--tile/--overlap: {exc}") from None
     suffix = f"_x{scale}" if args.suffix is None else args.suffix
     jobs, errors = plan_jobs(args.inputs, args.output, suffix, fmt, args.recursive)
     jobs, duplicate_errors = _dedupe(jobs)
@@ -377,13 +374,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"done: {len(done)} upscaled, {len(failed)} failed, x{scale} with {name} on {device}, "
         f"tile {tile or 'off'}, overlap {args.overlap}, routing {args.routing}, {elapsed:.1f} s"
     )
+    if args.json is not None:
+        cli.write_json(
+            args.json,
+            {
+                "tool": "seemore.upscale",
+                "model": name,
+                "scale": scale,
+                "device": str(device),
+                "threads": args.threads,
+                "tile": tile or 0,
+                "overlap": args.overlap,
+                "routing": args.routing,
+                "seconds": round(elapsed, 3),
+                "done": [_result_json(r) for r in done],
+                "failed": failed,
+            },
+        )
+        print(f"wrote {args.json}", file=sys.stderr)
     if failed:
         shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
         print(f"failed: {shown} (reasons above)", file=sys.stderr)
     if not done and not failed:
-        print("error: nothing to upscale", file=sys.stderr)
-        return 1
+        return cli.fail(PROG, "nothing to upscale", 1)
     return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 all done, 1 some files failed or no model, 2 bad
+    arguments, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    return cli.run_main(PROG, lambda: _run(args), expected=(CheckpointError, ImageError))
 
 
 if __name__ == "__main__":

@@ -60,3 +60,11 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def exit_code(main: "object", argv: list[str]) -> int:
+    """A CLI ``main(argv)``'s exit status, whether it returns it or argparse exits with it."""
+    try:
+        return int(main(argv))  # type: ignore[operator]
+    except SystemExit as exc:
+        return int(exc.code or 0)

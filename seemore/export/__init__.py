@@ -1,38 +1,35 @@
-"""Export of SeemoRe to phone runtimes.
+"""Export of SeemoRe to phone runtimes: one driver, one module per runtime, targets as data.
 
-Every backend consumes one :class:`ExportSpec` and starts from :func:`export_program`
-(the deploy-form graph at the spec's fixed shape); every artifact is written with a
-sidecar JSON (:mod:`seemore.export.artifact`). Backend modules import their toolchain
-lazily, so ``import seemore.export`` needs only torch.
+* :mod:`seemore.export.targets` - the registry of targets (runtime, backend, precision, INT8 needs)
+* :mod:`seemore.export.base` - the :class:`Exporter` protocol a runtime module implements
+* :mod:`seemore.export.driver` - INT8 program selection, lowering, the check, atomic writing,
+  the contract: the same for every target
+* :mod:`seemore.export.executorch` - ExecuTorch ``.pte`` (XNNPACK FP32/INT8, Vulkan FP16/FP32)
+* :mod:`seemore.export.onnx` - ONNX (the host benchmark's ONNX Runtime baseline)
+* :mod:`seemore.export.calibration` - real images for the exporter's check
 
-* :mod:`seemore.export.spec` - the spec, size parsing, the shared capture step
-* :mod:`seemore.export.artifact` - sidecar JSON and atomic artifact writing
-* :mod:`seemore.export.calibration` - real images for calibration and checks
-* :mod:`seemore.export.executorch_export` - XNNPACK FP32 / INT8 and Vulkan FP16 ``.pte``
+Runtime modules import their toolchain lazily, so ``import seemore.export`` needs only torch.
+The export spec and contract live in :mod:`seemore.contract`.
 """
 
-from seemore.export.artifact import build_sidecar, read_sidecar, sidecar_path, tool_versions, write_artifact
-from seemore.export.spec import (
-    DEFAULT_LR_HEIGHT,
-    DEFAULT_LR_WIDTH,
-    ExportSpec,
-    SpecError,
-    capture_for_quantization,
-    export_program,
-    parse_size,
-)
+from seemore.contract import ExportSpec, SpecError
+from seemore.export.base import Exporter, ExportError
+from seemore.export.driver import ExportOptions, ExportResult, artifact_name, export_targets
+from seemore.export.targets import DEFAULT_TARGETS, TARGETS, Target, exporter_for, get_target, targets_for
 
 __all__ = [
-    "DEFAULT_LR_HEIGHT",
-    "DEFAULT_LR_WIDTH",
+    "DEFAULT_TARGETS",
+    "TARGETS",
+    "ExportError",
+    "ExportOptions",
+    "ExportResult",
     "ExportSpec",
+    "Exporter",
     "SpecError",
-    "build_sidecar",
-    "capture_for_quantization",
-    "export_program",
-    "parse_size",
-    "read_sidecar",
-    "sidecar_path",
-    "tool_versions",
-    "write_artifact",
+    "Target",
+    "artifact_name",
+    "export_targets",
+    "exporter_for",
+    "get_target",
+    "targets_for",
 ]

@@ -1,11 +1,8 @@
-"""Real images for quantization calibration and artifact checks (never random tensors).
+"""Real images for artifact checks (never random tensors).
 
-Calibration uses LR *training* images (``<data root>/train``, degraded with MATLAB bicubic,
-see :func:`seemore.quantize.load_training_data`), never the Set5/Set14 images that the
-quantized model is evaluated on; whole (centre-cropped) images give the router its real
-image-level statistics. Without a data root, scikit-image's bundled photographs are used
-instead (and the user is told). The artifact check input (:func:`real_input`) is a crop of
-a benchmark HR photo: it only compares an artifact with its own torch model.
+The exporter's check input (:func:`real_input`) is a crop of a benchmark HR photo: it only
+compares an artifact with its own torch model. Calibration images for INT8 come from the
+training set instead (:func:`seemore.quantize.calibration_images`).
 """
 
 from __future__ import annotations
@@ -19,9 +16,6 @@ from torch import Tensor
 
 from seemore.paths import DataError, bundled_images, note_fallback, resolve_data_root
 
-DEFAULT_CALIBRATION_IMAGES = 32
-
-
 def load_rgb(path: str | Path) -> Tensor:
     """Read an image as a (1, 3, H, W) float tensor in [0, 1]; grey images are replicated to RGB."""
     try:
@@ -30,26 +24,6 @@ def load_rgb(path: str | Path) -> Tensor:
     except OSError as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from None
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
-def calibration_images(
-    scale: int,
-    data_root: str | Path | None = None,
-    min_size: int = 32,
-    max_size: int = 128,
-    limit: int | None = None,
-) -> list[Tensor]:
-    """``limit`` (default 32) whole LR training images as (1, 3, h, w) tensors for PTQ.
-
-    Images with a side below ``min_size`` are skipped (the dynamic calibration graph needs
-    it); larger ones are centre-cropped to at most ``max_size`` per side to bound the
-    calibration time. The choice is a seeded shuffle, so a repeated call gives the same images.
-    """
-    from seemore.quantize import load_training_data, ptq_calibration_images
-
-    data = load_training_data(scale, data_root, progress=False)
-    count = DEFAULT_CALIBRATION_IMAGES if limit is None else limit
-    return ptq_calibration_images(data, count, min_size, max_side=max_size)
 
 
 def center_crop(x: Tensor, height: int, width: int) -> Tensor:

@@ -1,8 +1,8 @@
-"""The export contract shared by every backend: one :class:`ExportSpec`, one capture step.
+"""What an artifact is built for: one :class:`ExportSpec` that every backend consumes.
 
-An exporter (ExecuTorch here; Core ML and LiteRT later) receives a model and an
-``ExportSpec`` and starts from :func:`export_program`, so every artifact is built from
-the same deploy-form graph with the same fixed input shape.
+An exporter receives a model and an ``ExportSpec`` and starts from
+:func:`seemore.deploy.capture.export_program`, so every artifact is built from the same
+deploy-form graph with the same fixed input shape.
 
 Default input size: 180x320 LR (H x W). At x4 that is 720x1280, the 720p frame that
 phone screens and video use, and the size at which the paper (and SEEMORE.md) quotes
@@ -14,20 +14,25 @@ refuses flexible shapes), so an artifact has one input size; larger images are t
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.export import Dim, ExportedProgram
 
 from seemore.config import SUPPORTED_SCALES
-from seemore.deploy import DeploySeemoRe
-from seemore.model import SeemoRe
 
-BACKENDS: tuple[str, ...] = ("xnnpack", "vulkan", "coreml", "litert")
+BACKENDS: tuple[str, ...] = ("xnnpack", "vulkan", "coreml", "litert", "cpu")
+# The program format an artifact is run by; the backend is the delegate inside it.
+RUNTIMES: dict[str, tuple[str, ...]] = {
+    "executorch": ("xnnpack", "vulkan", "coreml"),
+    "coreml": ("coreml",),
+    "litert": ("litert",),
+    "onnxruntime": ("cpu",),
+}
+DEFAULT_RUNTIME: dict[str, str] = {"xnnpack": "executorch", "vulkan": "executorch", "coreml": "coreml",
+                                   "litert": "litert", "cpu": "onnxruntime"}
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 LAYOUTS: tuple[str, ...] = ("NCHW", "NHWC")
 IO_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
@@ -41,8 +46,10 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """What an artifact is built for: fixed LR input shape, layout, precision, backend.
+    """What an artifact is built for: fixed LR input shape, layout, precision, backend, runtime.
 
+    ``runtime`` is the program format (``executorch`` ``.pte``, ``coreml`` ``.mlpackage``,
+    ``litert`` ``.tflite``); empty means the backend's usual one (:data:`DEFAULT_RUNTIME`).
     ``precision`` is the arithmetic inside the backend (fp16 on Vulkan/Core ML GPU, int8
     from a quantized program); ``io_dtype`` is the dtype of the artifact's input and
     output tensors, float32 by default so apps feed every artifact the same buffer.
@@ -56,22 +63,29 @@ class ExportSpec:
     scale: int = 4
     layout: str = "NCHW"
     io_dtype: str = "float32"
+    runtime: str = ""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise SpecError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
+        if not self.runtime:
+            object.__setattr__(self, "runtime", DEFAULT_RUNTIME[self.backend])
+        if self.runtime not in RUNTIMES:
+            raise SpecError(f"unknown runtime {self.runtime!r}; choose from {', '.join(RUNTIMES)}")
+        if self.backend not in RUNTIMES[self.runtime]:
+            raise SpecError(f"runtime {self.runtime} has no {self.backend} backend")
         if self.precision not in PRECISIONS:
             raise SpecError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.layout not in LAYOUTS:
             raise SpecError(f"unknown layout {self.layout!r}; choose from {', '.join(LAYOUTS)}")
         if self.io_dtype not in IO_DTYPES:
             raise SpecError(f"unknown io_dtype {self.io_dtype!r}; choose from {', '.join(IO_DTYPES)}")
-        if self.scale not in SUPPORTED_SCALES:
-            raise SpecError(f"scale must be one of {SUPPORTED_SCALES}, got {self.scale}")
-        for name in ("height", "width", "batch"):
+        for name in ("height", "width", "batch", "scale"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SpecError(f"{name} must be a positive integer, got {value!r}")
+        if self.scale not in SUPPORTED_SCALES:
+            raise SpecError(f"scale must be one of {SUPPORTED_SCALES}, got {self.scale}")
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -101,6 +115,8 @@ class ExportSpec:
             parts.append(f"b{self.batch}")
         if self.layout != "NCHW":
             parts.append(self.layout.lower())
+        if self.runtime != DEFAULT_RUNTIME[self.backend]:
+            parts.insert(0, self.runtime)
         return "_".join(parts)
 
     def with_(self, **changes: Any) -> "ExportSpec":
@@ -116,8 +132,13 @@ class ExportSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ExportSpec":
-        """Inverse of :meth:`to_dict` (derived shape fields are ignored)."""
+        """Inverse of :meth:`to_dict` (derived shape fields are ignored); :class:`SpecError` if malformed."""
+        if not isinstance(data, dict):
+            raise SpecError(f"spec must be an object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known - {"input_shape", "output_shape"})
+        if unknown:
+            raise SpecError(f"spec has unknown fields {', '.join(unknown)}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def example_input(self) -> Tensor:
@@ -136,77 +157,3 @@ class ExportSpec:
             raise SpecError(
                 f"input {self.height}x{self.width} is too small for {cfg.name}: both sides must be >= {smallest}"
             )
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``"HxW"`` (e.g. ``180x320``) into ``(H, W)``; :class:`SpecError` otherwise."""
-    parts = text.lower().replace(" ", "").split("x")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise SpecError(f"size must look like HxW (e.g. 180x320), got {text!r}")
-    h, w = int(parts[0]), int(parts[1])
-    if h < 1 or w < 1:
-        raise SpecError(f"size must be positive, got {text!r}")
-    return h, w
-
-
-class ChannelsLastIO(nn.Module):
-    """Wrap an NCHW model so that it takes and returns NHWC tensors."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-
-
-def deploy_form(model: nn.Module) -> nn.Module:
-    """The module to export: a reference :class:`SeemoRe` becomes :class:`DeploySeemoRe`.
-
-    Other modules (a deploy model, a quantized GraphModule from ``convert_pt2e``) are
-    returned unchanged.
-    """
-    if isinstance(model, SeemoRe):
-        return DeploySeemoRe.from_reference(model)
-    return model
-
-
-def export_program(model: nn.Module, spec: ExportSpec) -> ExportedProgram:
-    """Capture ``model`` for ``spec``: deploy form, eval mode, fixed input shape and dtype.
-
-    This is the first step of every backend. The result has the spec's static input
-    shape; NHWC specs get a permute on each side, which delegates fuse into their
-    layout handling.
-    """
-    spec.check_model(model)
-    module = deploy_form(model)
-    if not isinstance(module, torch.fx.GraphModule):
-        module = module.eval()
-        if spec.torch_io_dtype != torch.float32:
-            # A copy: the caller's model keeps its dtype.
-            module = copy.deepcopy(module).to(spec.torch_io_dtype)
-    if spec.layout == "NHWC":
-        module = ChannelsLastIO(module)
-    with torch.no_grad():
-        return torch.export.export(module, (spec.example_input(),), strict=False)
-
-
-def capture_for_quantization(model: nn.Module, spec: ExportSpec) -> torch.fx.GraphModule:
-    """Export the deploy form with dynamic batch, height and width, ready for ``prepare_pt2e``.
-
-    Calibration (and QAT) then runs on real images of any size and any batch; the
-    converted model is exported again at the spec's fixed shape by the lowering step.
-    Height and width must be at least twice the model's minimum input size: below that
-    the stride-4 context branch shrinks to one pixel and export specialises the graph.
-    """
-    spec.check_model(model)
-    module = deploy_form(model).eval()
-    cfg = getattr(module, "config", None)
-    smallest = 2 * (cfg.min_input_size if cfg is not None else 16)
-    example = torch.full((2, 3, max(smallest, 32), max(smallest, 32)), 0.5)
-    dims = {
-        0: Dim("batch", min=1, max=1024),
-        2: Dim("height", min=smallest, max=8192),
-        3: Dim("width", min=smallest, max=8192),
-    }
-    return torch.export.export(module, (example,), dynamic_shapes=({**dims},), strict=False).module()

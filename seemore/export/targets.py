@@ -1,0 +1,76 @@
+"""The registry of export targets: what each CLI and the pipeline can produce, as data.
+
+A target is one (runtime, backend, precision) with what its INT8 path needs: the PT2E quantizer
+its program must be made with, and the backend's reference adjustment
+(:mod:`seemore.quantize.adjustments`). Each runtime has one exporter module
+(:func:`exporter_for`); a new backend is one module and one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seemore.contract.spec import ExportSpec
+from seemore.export.base import Exporter, ExportError
+
+
+@dataclass(frozen=True)
+class Target:
+    """One kind of artifact an exporter can write."""
+
+    name: str
+    runtime: str
+    backend: str
+    precision: str
+    description: str
+    quantizer: str | None = None
+    reference_adjustment: str | None = None
+
+    def spec(self, height: int, width: int, scale: int, batch: int = 1, layout: str = "NCHW") -> ExportSpec:
+        """The export spec of this target at a fixed input size."""
+        return ExportSpec(self.backend, self.precision, height, width, batch=batch, scale=scale, layout=layout,
+                          runtime=self.runtime)
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("xnnpack-fp32", "executorch", "xnnpack", "fp32", "ExecuTorch XNNPACK (CPU), FP32"),
+        Target("xnnpack-int8", "executorch", "xnnpack", "int8",
+               "ExecuTorch XNNPACK (CPU), INT8 static activations, per-channel weights",
+               quantizer="xnnpack", reference_adjustment="int32-bias-grid"),
+        Target("vulkan-fp16", "executorch", "vulkan", "fp16", "ExecuTorch Vulkan (GPU), FP16 inside, FP32 I/O"),
+        Target("vulkan-fp32", "executorch", "vulkan", "fp32", "ExecuTorch Vulkan (GPU), FP32"),
+        Target("onnx-fp32", "onnxruntime", "cpu", "fp32", "ONNX Runtime CPU, FP32 (host baseline)"),
+    )
+}
+# What each CLI exports when no --targets are given.
+DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
+    "executorch": ("xnnpack-fp32", "xnnpack-int8", "vulkan-fp16"),
+    "onnxruntime": ("onnx-fp32",),
+}
+
+
+def targets_for(runtime: str) -> list[Target]:
+    """Every registered target of ``runtime``."""
+    return [t for t in TARGETS.values() if t.runtime == runtime]
+
+
+def get_target(name: str) -> Target:
+    """A target by name; :class:`ExportError` naming the known ones otherwise."""
+    if name not in TARGETS:
+        raise ExportError(f"unknown target {name!r}; choose from {', '.join(TARGETS)}")
+    return TARGETS[name]
+
+
+def exporter_for(runtime: str) -> Exporter:
+    """The exporter module of ``runtime`` (imported here: each one imports its toolchain lazily)."""
+    if runtime == "executorch":
+        from seemore.export.executorch import ExecuTorchExporter
+
+        return ExecuTorchExporter()
+    if runtime == "onnxruntime":
+        from seemore.export.onnx import OnnxExporter
+
+        return OnnxExporter()
+    raise ExportError(f"no exporter for the {runtime} runtime")
