@@ -44,8 +44,12 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def make_parser(prog: str, description: str, epilog: str | None = None) -> OneLineParser:
-    """A parser of the project's convention (one-line errors, help text kept as written)."""
-    return OneLineParser(prog=prog, description=description, epilog=epilog,
+    """A parser of the project's convention (one-line errors, help text kept as written).
+
+    Abbreviations are off: an old flag (``--data``) must be an error, not a silent prefix of
+    another one (``--data-root``).
+    """
+    return OneLineParser(prog=prog, description=description, epilog=epilog, allow_abbrev=False,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 

@@ -209,7 +209,7 @@ def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     ckpt = _tiny_model_file(tmp_path)
     out = tmp_path / "out" / "eval.json"
     rc = main(
-        ["--model", str(ckpt), "--scale", "4", "--data", "Set5", "--bicubic", "--per-image",
+        ["--model", str(ckpt), "--scale", "4", "--sets", "Set5", "--bicubic", "--per-image",
          "--json", str(out), "--threads", "1", "--no-progress"]
     )
     captured = capsys.readouterr()
@@ -239,11 +239,11 @@ def test_cli_errors(
         (["--model", str(tmp_path / "missing.safetensors")], 1, "no such file"),
         (["--model", str(corrupt)], 1, "corrupt.safetensors"),
         (["--model", str(ckpt), "--scale", "2"], 1, "x4"),
-        (["--model", str(ckpt), "--data", "NoSuchSet"], 1, "NoSuchSet"),
+        (["--model", str(ckpt), "--sets", "NoSuchSet"], 1, "NoSuchSet"),
         (["--bicubic", "--scale", "5"], 2, "--scale"),
-        (["--bicubic", "--threads", "0"], 1, "--threads"),
-        (["--bicubic", "--device", "nonsense"], 1, "--device"),
-        (["--bicubic", "--json", str(tmp_path)], 1, "is a folder"),
+        (["--bicubic", "--threads", "0"], 2, "--threads"),
+        (["--bicubic", "--device", "nonsense"], 2, "--device"),
+        (["--bicubic", "--json", str(tmp_path)], 2, "is a folder"),
     ]
     monkeypatch.setattr(evaluate, "list_shipped", lambda: {})
     cases.append(([], 1, "pass --model PATH or --bicubic"))
@@ -260,8 +260,33 @@ def test_cli_errors(
             rc = int(exc.code or 0)
         line = _one_line_error(capsys.readouterr().err)
         assert rc == code, (argv, line)
-        assert needle in line, (argv, line)
+        assert line.startswith("seemore-evaluate: error:") and needle in line, (argv, line)
         assert not json_out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--bicubic", "--threads", "0"],
+        ["--bicubic", "--threads", "two"],
+        ["--bicubic", "--json", "FOLDER"],
+        ["--model", "seemore_q_x4"],  # not a shipped name
+        ["--model", "FOLDER"],  # a folder is not a checkpoint
+        ["--bicubic", "--sets"],  # --sets needs at least one set
+        ["--bicubic", "--device", "nonsense"],
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    argv = [str(tmp_path) if a == "FOLDER" else a for a in argv]
+    root = tmp_path / "root"
+    (root / "benchmark").mkdir(parents=True)
+    try:
+        rc = main([*argv, "--no-progress", "--data-root", str(root)])
+    except SystemExit as exc:  # argparse errors
+        rc = int(exc.code or 0)
+    assert rc != 0
+    line = _one_line_error(capsys.readouterr().err)
+    assert line.startswith("seemore-evaluate: error:"), line
 
 
 def test_cli_subprocess_error_has_no_traceback(tmp_path: Path) -> None:

@@ -124,22 +124,64 @@ def test_meta_real_and_exported_counts_agree():
 
 def test_cli_writes_json(tmp_path: Path, capsys, table):
     out = tmp_path / "sub" / "cost.json"
-    assert main(["--json", str(out)]) == 0
+    assert main(["--json", str(out), "--no-progress"]) == 0
     doc = json.loads(out.read_text())
-    assert doc["hr_size"] == [1280, 720]
+    # Without --size: the paper's HR output (1280 wide, 720 high) at every scale.
+    assert doc["hr_size"] == [1280, 720] and doc["lr_size"] is None
     assert {m["name"] for m in doc["models"]} == {r.name for r in table.values()}
     for m in doc["models"]:
         assert m["gmacs_paper"] == PAPER_GMACS[m["variant"]][m["scale"] - 2]
         assert m["macs_dense"] > m["macs_paper"]
     printed = capsys.readouterr().out
     assert "seemore_t_x4" in printed and "11.93" in printed
+    assert "HR output 720x1280 (HxW) at every scale" in printed
     assert not [p for p in out.parent.iterdir() if p.name != "cost.json"]  # no temp file left
 
 
-@pytest.mark.parametrize("size", ["1280", "12x", "0x720", "axb", "40x40"])
-def test_cli_bad_size(tmp_path: Path, capsys, size: str):
+def test_cli_size_is_the_lr_input_at_every_scale(tmp_path: Path, capsys, table):
     out = tmp_path / "cost.json"
-    assert main(["--size", size, "--json", str(out)]) != 0
+    assert main(["--size", "180x320", "--json", str(out), "--no-progress"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["lr_size"] == [320, 180] and doc["hr_size"] is None
+    for m in doc["models"]:
+        assert m["lr_size"] == [320, 180]
+        assert m["hr_size"] == [320 * m["scale"], 180 * m["scale"]]
+    # At x4 an LR of 180x320 is the paper's 720x1280 output, so those rows equal the default table's.
+    x4 = {m["variant"]: m for m in doc["models"] if m["scale"] == 4}
+    for variant, m in x4.items():
+        assert m["macs_paper"] == table[(variant, 4)].macs_paper
+    printed = capsys.readouterr().out
+    assert "LR input 180x320 (HxW) at every scale" in printed
+
+
+def test_library_default_is_unchanged_by_the_lr_convention(table):
+    row = table[("seemore_t", 3)]
+    assert row.hr_size == (1280, 720) and row.lr_size == (426, 240)
+    assert cost_table(lr_input=(240, 426))[1].lr_size == (426, 240)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--size", "12"],  # not HxW
+        ["--size", "12x"],
+        ["--size", "0x720"],
+        ["--size", "axb"],
+        ["--size", "12x12"],  # below SeemoRe-T's 16x16 minimum LR input
+        ["--size", "180x320x3"],
+        ["--json", "FOLDER"],
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path: Path, capsys, argv: list[str]):
+    out = tmp_path / "cost.json"
+    argv = [str(tmp_path) if a == "FOLDER" else a for a in argv]
+    if "--json" not in argv:
+        argv += ["--json", str(out)]
+    try:
+        code = main([*argv, "--no-progress"])
+    except SystemExit as exc:  # argparse rejects the flag before main returns
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "\n" not in err
+    assert err.startswith("seemore-info: error:") and "\n" not in err, err
     assert not out.exists()

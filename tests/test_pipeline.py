@@ -34,7 +34,7 @@ def test_pipeline_quantize_export_parity_steps(tmp_path: Path, capsys: pytest.Ca
     model, ckpt = saved_small_model(tmp_path, output_in_image_range=True)
     out = tmp_path / "out"
     argv = ["--out", str(out), "--threads", "1", "--model", str(ckpt), "--steps", "quantize", "export", "parity",
-            "--qat-steps", "2", "--export-size", "32x48"]
+            "--qat-steps", "2", "--size", "32x48"]
     assert pipeline.main(argv) == 0
     printed = capsys.readouterr().out
     summary = printed.split("=== summary ===")[1]
@@ -48,9 +48,13 @@ def test_pipeline_quantize_export_parity_steps(tmp_path: Path, capsys: pytest.Ca
     assert parity["seemore_t_x4_xnnpack_int8_32x48.pte"]["ran"]
     assert parity["seemore_t_x4_xnnpack_int8_32x48.pte"]["against"].startswith("fake-quant program")
     assert parity["seemore_t_x4_vulkan_fp16_32x48.pte"]["status"] == "not run"
+    # The INT8 artifact was lowered from the quantize step's QAT program, copied beside it.
+    contract = json.loads((out / "executorch" / "seemore_t_x4_xnnpack_int8_32x48.pte.json").read_text())
+    assert contract["quantization"]["method"] == "qat"
+    assert contract["quantization"]["program"]["path"] == "seemore_t_x4_xnnpack_int8_qat_32x48.pt2"
 
 
 def test_pipeline_bad_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert pipeline.main(["--out", str(tmp_path), "--model", str(tmp_path / "missing.safetensors")]) == 1
+    assert pipeline.main(["--out", str(tmp_path), "--model", str(tmp_path / "missing.safetensors")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pipeline: error:")

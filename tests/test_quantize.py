@@ -17,12 +17,15 @@ import pytest
 import torch
 
 import seemore.quantize as quantize
+import seemore.quantize.quantizers as quantizers
+import seemore.quantize.run as quantize_run
 from seemore import create_model
-from seemore.checkpoint import file_sha256
+from seemore.common.files import file_sha256
+from seemore.common.tensors import image_to_tensor
+from seemore.contract import ExportSpec, contract_path, read_contract
 from seemore.deploy import DeploySeemoRe
-from seemore.export import ExportSpec, read_sidecar
 from seemore.paths import resolve_data_root
-from conftest import load_script, saved_small_model
+from conftest import exit_code, load_script, saved_small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 H, W = 32, 48
@@ -54,12 +57,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         seen["samplers"].append(sampler)
         return original_train(prepared, sampler, settings, progress)
 
-    mp.setattr(quantize, "quantize_ptq", spy_ptq)
-    mp.setattr(quantize, "calibrate_qat_observers", spy_calib)
-    mp.setattr(quantize, "train_qat", spy_train)
+    # The run module calls them by these names.
+    mp.setattr(quantize_run, "quantize_ptq", spy_ptq)
+    mp.setattr(quantize_run, "calibrate_qat_observers", spy_calib)
+    mp.setattr(quantize_run, "train_qat", spy_train)
     out, js = tmp / "out", tmp / "qat.json"
-    args = ["--checkpoint", str(ckpt), "--steps", "2", "--batch-size", "2", "--patch-size", "32",
-            "--calibration-batches", "2", "--ptq-images", "2", "--size", f"{H}x{W}", "--eval-sets", "Set5",
+    args = ["--model", str(ckpt), "--steps", "2", "--batch-size", "2", "--patch-size", "32",
+            "--calibration-batches", "2", "--ptq-images", "2", "--size", f"{H}x{W}", "--sets", "Set5",
             "--out", str(out), "--json", str(js), "--threads", "1", "--no-progress"]
     try:
         rc = load_cli().main(args)
@@ -81,19 +85,22 @@ def test_cli_reports_fp32_ptq_qat_and_saves_a_loadable_program(run: dict[str, An
     )
     program = Path(summary["program"])
     assert program.name == f"seemore_t_x4_xnnpack_int8_qat_{H}x{W}.pt2" and program.parent == run["out"]
-    side = read_sidecar(program)
-    assert side["kind"] == quantize.PROGRAM_KIND
-    assert side["source"]["sha256"] == file_sha256(run["ckpt"])
-    assert side["artifact"]["sha256"] == file_sha256(program)
-    assert side["quantization"]["method"] == "qat" and side["spec"]["precision"] == "int8"
-    assert side["quantization"]["metrics"]["qat_int8"] == summary["metrics"]["qat_int8"]
+    side = read_contract(contract_path(program))
+    assert side.kind == quantize.PROGRAM_KIND and summary["contract"] == str(contract_path(program))
+    assert side.source.sha256 == file_sha256(run["ckpt"]) and side.source.model == "seemore_t_x4"
+    assert side.artifact.sha256 == file_sha256(program) and side.artifact.path == program.name
+    assert side.quantization.method == "qat" and side.quantization.quantizer == "xnnpack"
+    assert side.spec.precision == "int8" and side.spec.backend == "xnnpack"
+    assert side.quantization.recipe["metrics"]["qat_int8"] == summary["metrics"]["qat_int8"]
+    assert "ResidualAdd" in side.quantization.float_modules
     assert not list(run["out"].glob(".*.tmp"))  # atomic writes leave no temporaries
 
-    # The saved program runs at its fixed shape and stays close to the float model.
+    # The saved program runs at its fixed height and width, for any batch, close to the float model.
     loaded = quantize.load_program(program)
     x = run["seen"]["ptq"][0][..., :H, :W].contiguous()
     with torch.no_grad():
         got, want = loaded(x), run["model"](x)
+        assert loaded(x.expand(3, -1, -1, -1)).shape == (3, 3, 4 * H, 4 * W)
     assert got.shape == (1, 3, 4 * H, 4 * W)
     mse = torch.mean((got - want) ** 2).item()
     span = (want.max() - want.min()).item()
@@ -110,7 +117,7 @@ def test_calibration_and_training_see_real_training_images_only(run: dict[str, A
         assert torch.equal(scaled, scaled.round())
         assert t.std() > 0.01
     # PTQ: each image is the centre crop of a training image's LR (never a benchmark image).
-    lrs = [quantize.to_tensor(im.lr) for im in data.images]
+    lrs = [image_to_tensor(im.lr) for im in data.images]
     for img in seen["ptq"]:
         h, w = img.shape[-2:]
         assert any(
@@ -185,7 +192,7 @@ def test_unavailable_backend_is_one_line_error(monkeypatch: pytest.MonkeyPatch) 
     def missing(is_qat: bool) -> Any:
         raise ModuleNotFoundError("No module named 'coremltools'", name="coremltools")
 
-    monkeypatch.setitem(quantize._QUANTIZERS, "coreml", (missing, "x"))
+    monkeypatch.setitem(quantizers._QUANTIZERS, "coreml", (missing, "x"))
     with pytest.raises(quantize.QuantizeError, match=r"^coreml: quantizer unavailable here \(coremltools"):
         quantize.backend_quantizer("coreml", is_qat=True)
     with pytest.raises(quantize.QuantizeError, match="unknown backend"):
@@ -195,15 +202,18 @@ def test_unavailable_backend_is_one_line_error(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--checkpoint", "/nonexistent/model.safetensors"], "no such file"),
-        (["--backend", "metal"], "unknown backend 'metal'"),
+        (["--model", "/nonexistent/model.safetensors"], "no such file"),
+        (["--model", "/tmp"], "is a folder"),
+        (["--backend", "metal"], "invalid choice: 'metal'"),
         (["--batch-size", "1"], "batch size must be >= 2"),
-        (["--size", "180by320"], "HxW"),
+        (["--size", "180by320"], "HEIGHTxWIDTH"),
+        (["--threads", "0"], "positive integer"),
+        (["--json", "/tmp"], "is a folder"),
     ],
 )
 def test_cli_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    rc = load_cli().main([*args, "--out", str(tmp_path / "out")])
+    rc = exit_code(load_cli().main, [*args, "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -7,6 +7,7 @@ stands in for the network where a test checks that pixels land in the right plac
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -443,7 +444,7 @@ def test_cli_reports_bad_files_and_processes_the_others(
     err = capsys.readouterr().err
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["L_x2.png", "RGBA_x2.png"]
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    lines = [line for line in err.splitlines() if line.startswith("seemore-upscale: error:")]
     assert len(lines) == 3 and "Traceback" not in err
     for bad in (text, corrupt, missing):
         assert sum(str(bad) in line for line in lines) == 1
@@ -485,7 +486,50 @@ def test_cli_without_model_or_shipped_weights_fails_in_one_line(
     monkeypatch.setattr(up, "list_shipped", lambda: {})
     code = up.main([str(make_input("RGB", tmp_path)), "-o", str(tmp_path / "o.png")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "seemore_t_x4" in err
+    assert code == 1 and len(err.splitlines()) == 1 and "seemore_t_x4" in err
+    assert err.startswith("seemore-upscale: error:")
+
+
+def test_cli_writes_json(tmp_path: Path, model_file: Path) -> None:
+    src = make_input("RGB", tmp_path)
+    out, js = tmp_path / "out", tmp_path / "report" / "upscale.json"
+    argv = [str(src), "-o", str(out), "--model", str(model_file), "--threads", "1", "--no-progress"]
+    assert up.main([*argv, "--json", str(js)]) == 0
+    doc = json.loads(js.read_text())
+    assert doc["scale"] == 2 and doc["threads"] == 1 and doc["failed"] == []
+    (item,) = doc["done"]
+    assert item["target"] == str(out / "RGB_x2.png")
+    assert item["out_size"] == {"height": 2 * item["in_size"]["height"], "width": 2 * item["in_size"]["width"]}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--threads", "0"],
+        ["--tile", "-1"],
+        ["--overlap", "x"],
+        ["--format", "nope"],
+        ["--device", "nonsense"],
+        ["--json", "FOLDER"],
+        ["--model", "seemore_q_x4"],  # not a shipped name
+        ["--model", "FOLDER"],  # a folder is not a checkpoint
+    ],
+)
+def test_cli_bad_input_is_one_line(
+    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    argv = [str(tmp_path) if a == "FOLDER" else a for a in argv]
+    if "--model" not in argv:
+        argv += ["--model", str(model_file)]
+    out = tmp_path / "out"
+    try:
+        code = up.main([str(make_input("RGB", tmp_path)), "-o", str(out), "--no-progress", *argv])
+    except SystemExit as exc:  # argparse rejects the flag
+        code = exc.code
+    assert code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("seemore-upscale: error:"), err
+    assert not out.exists()  # nothing was written
 
 
 def test_failed_write_leaves_no_partial_file(

@@ -124,7 +124,7 @@ class ExportSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description (stored in every sidecar)."""
+        """JSON-ready description (stored in every contract)."""
         out = dataclasses.asdict(self)
         out["input_shape"] = list(self.input_shape)
         out["output_shape"] = list(self.output_shape)

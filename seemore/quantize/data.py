@@ -31,7 +31,7 @@ class TrainingData:
     fallback: bool = False
 
     def describe(self) -> dict[str, Any]:
-        """JSON-ready description (recorded in results and sidecars)."""
+        """JSON-ready description (recorded in results and contracts)."""
         return {"source": self.source, "folders": self.folders, "images": len(self.images), "fallback": self.fallback}
 
 

@@ -179,7 +179,7 @@ def backend_quantizer(backend: str, is_qat: bool) -> Any:
 
 
 def quantizer_description(backend: str) -> str:
-    """One-line description of ``backend``'s quantization scheme (recorded in sidecars)."""
+    """One-line description of ``backend``'s quantization scheme (recorded in contracts)."""
     return _QUANTIZERS[backend][1]
 
 
