@@ -79,7 +79,7 @@ class SeemoReConfig:
         return cls.from_dict(json.loads(text))
 
 
-# The three variants of the paper (SEEMORE.md, "Variants").
+# The three variants of the paper (docs/MODEL.md).
 _VARIANTS: dict[str, SeemoReConfig] = {
     "seemore_t": SeemoReConfig("seemore_t", num_layers=6, embedding_dim=36, use_shuffle=True, recursive=2),
     "seemore_b": SeemoReConfig("seemore_b", num_layers=8, embedding_dim=48, use_shuffle=True, recursive=2),

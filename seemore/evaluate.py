@@ -40,6 +40,8 @@ import torch
 from tqdm import tqdm
 
 from seemore import cli
+from seemore.common.tables import format_table
+from seemore.common.tensors import image_to_tensor
 from seemore.benchmark import BenchmarkImage, load_named_benchmark
 from seemore.checkpoint import (
     CheckpointError,
@@ -160,14 +162,7 @@ def format_reports(reports: Sequence[EvalReport], per_image: bool = False) -> st
             if per_image:
                 for i in s.images:
                     rows.append(("", "", f"  {i.name}", f"{i.psnr:.4f}", f"{i.ssim:.5f}"))
-    header = ("method", "scale", "set / image", "PSNR (dB)", "SSIM")
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(5)]
-    lines = []
-    for n, r in enumerate([header, *rows]):
-        lines.append("  ".join(r[c].ljust(widths[c]) if c < 3 else r[c].rjust(widths[c]) for c in range(5)))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return format_table(("method", "scale", "set / image", "PSNR (dB)", "SSIM"), rows, numbers_from=3)
 
 
 def _load_sets(
@@ -199,10 +194,9 @@ def run_model(model: torch.nn.Module, lr: np.ndarray, device: torch.device | str
     Whole image, no padding; output clamped to [0, 1], times 255, rounded (BasicSR's tensor2img).
     The caller sets eval mode and inference mode.
     """
-    rgb = np.repeat(lr[:, :, None], 3, axis=2) if lr.ndim == 2 else lr
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = image_to_tensor(lr)
     out = model(x.to(device=device, dtype=dtype))
     out = out.float().clamp_(0.0, 1.0).mul_(255.0).round_()
     return out[0].permute(1, 2, 0).to(device="cpu", dtype=torch.uint8).numpy()

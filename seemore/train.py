@@ -1,6 +1,6 @@
 """Training SeemoRe: ``python -m seemore.train [--config FILE.toml] [--key value ...]``.
 
-The defaults are the paper's recipe (SEEMORE.md): LR patches 64x64, batch 32, L1 + 0.1 FFT
+The defaults are the paper's recipe (docs/MODEL.md): LR patches 64x64, batch 32, L1 + 0.1 FFT
 loss, Adam 1e-3 with betas (0.9, 0.99), 500k iterations with the learning rate halved at
 250k, 400k, 450k and 475k. A TOML config file and command-line flags override fields of
 :class:`TrainConfig`; the resolved config is saved next to the checkpoints.

@@ -32,7 +32,7 @@ needs_benchmark = pytest.mark.skipif(
     reason="benchmark data (Set5/Set14) not found",
 )
 
-# SEEMORE.md, "Paper results": Bicubic rows (PSNR, SSIM).
+# docs/MODEL.md (paper results): Bicubic rows (PSNR, SSIM).
 PAPER_BICUBIC = {
     (2, "Set5"): (33.66, 0.9299),
     (2, "Set14"): (30.24, 0.8688),

@@ -14,7 +14,7 @@ from seemore import create_model, get_config
 from seemore.flops import count_macs, macs_by_node, profile_macs
 from seemore.info import cost_table, main, moe_cost, routed_macs
 
-# SEEMORE.md, "Parameters and MACs" (HR output 1280x720).
+# docs/MODEL.md (parameters and MACs) (HR output 1280x720).
 PAPER_PARAMS = {
     "seemore_t": (220_104, 224_979, 231_804),
     "seemore_b": (490_364, 496_859, 505_952),
@@ -48,7 +48,7 @@ def test_paper_gmacs_match_table(table):
 
 
 def _dense_formula(variant: str, scale: int, w: int, h: int) -> int:
-    """Dense MACs of SeemoRe written out by hand from the architecture (SEEMORE.md), fvcore conventions."""
+    """Dense MACs of SeemoRe written out by hand from the architecture (docs/MODEL.md), fvcore conventions."""
     cfg = get_config(variant, scale)
     c, p = cfg.embedding_dim, w * h
     lw, lh, agg = w, h, 0

@@ -12,7 +12,7 @@ import seemore
 from seemore.checkpoint import CheckpointError, infer_config, read_metadata
 from seemore.model import MoELayer
 
-# SEEMORE.md, "Parameters and MACs".
+# docs/MODEL.md (parameters and MACs).
 PAPER_PARAMS = {
     ("seemore_t", 2): 220_104, ("seemore_t", 3): 224_979, ("seemore_t", 4): 231_804,
     ("seemore_b", 2): 490_364, ("seemore_b", 3): 496_859, ("seemore_b", 4): 505_952,
@@ -38,7 +38,7 @@ def test_list_models_covers_all_variants_and_scales() -> None:
 
 def test_official_state_dict_names() -> None:
     sd = seemore.create_model("seemore_t", 4).state_dict()
-    assert len(sd) == 386  # SEEMORE.md: T x4 has 386 tensors and no buffers
+    assert len(sd) == 386  # docs/MODEL.md: T x4 has 386 tensors and no buffers
     assert "mean" not in sd
     assert sd["upsampler.0.weight"].shape == (48, 36, 3, 3)
     expected = [

@@ -5,7 +5,7 @@ An exporter receives a model and an ``ExportSpec`` and starts from
 deploy-form graph with the same fixed input shape.
 
 Default input size: 180x320 LR (H x W). At x4 that is 720x1280, the 720p frame that
-phone screens and video use, and the size at which the paper (and SEEMORE.md) quotes
+phone screens and video use, and the size at which the paper (and docs/MODEL.md) quotes
 MACs, so artifact timings compare directly with the published 11.93 GMAC of SeemoRe-T.
 Mobile delegates plan memory and pick kernels for a fixed shape (Core ML's ANE even
 refuses flexible shapes), so an artifact has one input size; larger images are tiled in

@@ -3,7 +3,7 @@
 The reference network (:mod:`seemore.model`) keeps the official module names and
 formulation. Mobile delegates (XNNPACK, Vulkan, Core ML, LiteRT) reject or split on a few
 of its ops, so this module rebuilds the network from the same weights with exact
-rewrites (TOOLCHAIN.md, "Delegation pitfalls"):
+rewrites (docs/TOOLCHAIN.md, "Delegation pitfalls"):
 
 * top-k routing from subtraction, multiplication, clamp and addition only (no ``topk``,
   ``scatter`` or ``ones_like``); equal to ``torch.topk`` except on exact ties, where

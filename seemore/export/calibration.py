@@ -14,16 +14,17 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from seemore.common.tensors import image_to_tensor
 from seemore.paths import DataError, bundled_images, note_fallback, resolve_data_root
 
 def load_rgb(path: str | Path) -> Tensor:
     """Read an image as a (1, 3, H, W) float tensor in [0, 1]; grey images are replicated to RGB."""
     try:
         with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+            arr = np.asarray(img.convert("RGB"))
     except OSError as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from None
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return image_to_tensor(arr)
 
 
 def center_crop(x: Tensor, height: int, width: int) -> Tensor:

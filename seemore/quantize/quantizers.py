@@ -164,8 +164,8 @@ _QUANTIZERS: dict[str, tuple[Callable[[bool], Any], str]] = {
 def backend_quantizer(backend: str, is_qat: bool) -> Any:
     """The PT2E quantizer of ``backend`` (``xnnpack``, ``coreml`` or ``litert``).
 
-    Router, top-k mask and channel LayerNorm stay in float on every backend (see
-    seemore.deploy.FLOAT_MODULES for why). Raises
+    The module types of :data:`seemore.deploy.FLOAT_MODULES` (router, top-k mask, channel
+    LayerNorm, residual additions) stay in float on every backend; it says why. Raises
     :class:`QuantizeError` naming the missing package when a backend's toolchain is
     not importable.
     """

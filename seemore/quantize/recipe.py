@@ -5,9 +5,10 @@
    batches and evaluates whole benchmark images of any size.
 2. PTQ: ``prepare_pt2e`` (histogram observers), one pass over whole LR training images,
    ``convert_pt2e``.
-3. QAT: ``prepare_qat_pt2e``; observer ranges calibrated on real training patches with a
-   running mean (instead of the 0.01 moving average, which would need hundreds of batches to
-   forget its first one); Adam fine-tunes the weights through the fake quantizers with the
+3. QAT: ``prepare_qat_pt2e``; observer ranges calibrated on real training patches (XNNPACK:
+   histogram activation ranges, frozen from then on; other observers as a running mean instead
+   of the 0.01 moving average, which would need hundreds of batches to forget its first one);
+   Adam fine-tunes the weights through the fake quantizers with the
    paper's loss (L1 + 0.1 FFT), cosine-decayed learning rate; for the last part of the run
    the observers are frozen so the weights settle on fixed quantization grids.
 """
