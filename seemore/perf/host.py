@@ -74,8 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def find_artifacts(root: Path, checkpoint_sha: str, height: int, width: int) -> dict[tuple[str, str, str], Path]:
-    """Runtime artifacts under ``root`` made from this checkpoint at this size, by (runtime, backend, precision)."""
-    from seemore.contract import artifact_path, discover
+    """Runtime artifacts under ``root`` made from this checkpoint at this size, by (runtime, backend, precision).
+
+    Only artifacts whose file still has the hash their contract records count.
+    """
+    from seemore.contract import ContractError, discover
+    from seemore.contract.store import check_file
 
     out: dict[tuple[str, str, str], Path] = {}
     if not root.is_dir():
@@ -87,9 +91,10 @@ def find_artifacts(root: Path, checkpoint_sha: str, height: int, width: int) -> 
         s = c.spec
         if (s.height, s.width, s.batch, s.layout, s.io_dtype) != (height, width, 1, "NCHW", "float32"):
             continue
-        path = artifact_path(found.path, c)
-        if path.exists():
-            out[(s.runtime, s.backend, s.precision)] = path
+        try:
+            out[(s.runtime, s.backend, s.precision)] = check_file(found.path, c.artifact, "artifact")
+        except ContractError:
+            continue
     return out
 
 

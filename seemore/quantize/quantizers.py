@@ -35,8 +35,14 @@ def xnnpack_quantizer(is_qat: bool = False, fp32_modules: Sequence[type[nn.Modul
         get_symmetric_quantization_config,
     )
 
-    quantizer = XNNPACKQuantizer()
-    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=is_qat))
+    return _symmetric(XNNPACKQuantizer(), get_symmetric_quantization_config, is_qat, fp32_modules)
+
+
+def _symmetric(quantizer: Any, config: Callable[..., Any], is_qat: bool,
+               fp32_modules: Sequence[type[nn.Module]] = FLOAT_MODULES) -> Any:
+    """``quantizer`` (XNNPACK's or litert-torch's, which share this API) set to per-channel symmetric
+    int8 weights and static activations, with ``fp32_modules`` left in float."""
+    quantizer.set_global(config(is_per_channel=True, is_qat=is_qat))
     for module_type in fp32_modules:
         quantizer.set_module_type(module_type, None)
     return quantizer
@@ -113,11 +119,7 @@ def _litert_quantizer(is_qat: bool) -> Any:
             with _litert_pattern_shim():
                 return super().annotate(model)
 
-    quantizer = ShimmedPT2EQuantizer()
-    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=is_qat))
-    for module_type in FLOAT_MODULES:
-        quantizer.set_module_type(module_type, None)
-    return quantizer
+    return _symmetric(ShimmedPT2EQuantizer(), get_symmetric_quantization_config, is_qat)
 
 
 def _histogram_activation_ranges(quantizer: Any) -> Any:
