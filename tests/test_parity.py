@@ -165,6 +165,20 @@ def test_backend_missing_from_runtime_is_reported_not_run(exported: dict[str, An
     assert "XnnpackBackend" in result.notes[0] and result.checks["structure"]["ops_outside"] == 0
 
 
+def test_a_file_whose_io_differs_from_its_contract_fails(exported: dict[str, Any], tmp_path: Path) -> None:
+    # A consistent, valid contract that claims batch 2 for a batch-1 program: only the file can tell.
+    root = copy_folder(exported, tmp_path / "a")
+    side_path = contract_path(root / FP32)
+    side = json.loads(side_path.read_text())
+    side["spec"]["batch"] = 2
+    side["inputs"][0]["shape"][0] = side["outputs"][0]["shape"][0] = 2
+    side_path.write_text(json.dumps(side))
+    result = check(root, FP32)
+    assert result.status == "FAIL" and not result.ran
+    assert result.notes == [f"input shape [1, 3, {H}, {W}] differs from the contract's [2, 3, {H}, {W}]",
+                            f"output shape [1, 3, {4 * H}, {4 * W}] differs from the contract's [2, 3, {4 * H}, {4 * W}]"]
+
+
 def test_wrong_weights_are_detected(exported: dict[str, Any], tmp_path: Path) -> None:
     root = copy_folder(exported, tmp_path / "a")
     # The artifact stays, but its contract now points at other weights (hashes consistent):

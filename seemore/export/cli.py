@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seemore.cli import (
     UsageError,
@@ -29,6 +30,9 @@ from seemore.cli import (
 )
 from seemore.common.tables import format_table
 from seemore.export.targets import DEFAULT_TARGETS, targets_for
+
+if TYPE_CHECKING:
+    from seemore.export.driver import ExportResult
 
 RUNTIME_TITLES = {"executorch": "ExecuTorch .pte", "onnxruntime": "ONNX"}
 
@@ -74,12 +78,12 @@ def build_parser(runtime: str, prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def format_results(results: Sequence[object]) -> str:
+def format_results(results: Sequence[ExportResult]) -> str:
     """One-screen summary of the written artifacts."""
     rows = []
     for r in results:
-        s = r.contract.structure  # type: ignore[attr-defined]
-        check = r.check  # type: ignore[attr-defined]
+        s = r.contract.structure
+        check = r.check
         if not check.get("ran"):
             sim = check.get("fp16_simulation")
             parity = "not run" + (f" (fp16 sim {sim['psnr_db']:.1f} dB {sim['status']})" if sim else "")
@@ -91,7 +95,7 @@ def format_results(results: Sequence[object]) -> str:
         if "artifact_median_ms" in check:
             timing = f"{check['artifact_median_ms']:.0f}/{check['eager_fp32_median_ms']:.0f}"
         share = s.get("delegated_mac_share")
-        rows.append([r.name, f"{r.contract.artifact.bytes / 1e6:.2f} MB", s.get("partitions", "-"),  # type: ignore[attr-defined]
+        rows.append([r.name, f"{r.contract.artifact.bytes / 1e6:.2f} MB", s.get("partitions", "-"),
                      s.get("ops_outside", "-"), "-" if share is None else f"{100 * share:.1f}%", parity, timing])
     return format_table(["artifact", "size", "partitions", "ops out", "MACs in", "check", "ms artifact/eager"], rows)
 

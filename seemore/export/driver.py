@@ -198,7 +198,7 @@ def int8_program(
                                recipe)
         found = read_program(path)
     inside = place_program(found, out_dir, placed(), config)
-    return inside, read_program(inside)
+    return inside, (found if inside == found.path else read_program(inside))
 
 
 # --------------------------------------------------------------------------- checks

@@ -157,6 +157,9 @@ def structure_problems(contract: ArtifactContract, found: dict[str, Any]) -> lis
         problems.append(f"delegates {foreign} are not {spec.backend}")
     if "partitions" in found and found["partitions"] == 0:
         problems.append("no delegate: nothing runs on the backend")
+    for key, tensor in (("input_shape", contract.inputs[0]), ("output_shape", contract.outputs[0])):
+        if key in found and list(found[key]) != list(tensor.shape):
+            problems.append(f"{key.replace('_', ' ')} {found[key]} differs from the contract's {tensor.shape}")
     recorded = contract.structure
     for key in ("partitions", "ops_outside"):
         if key in recorded and key in found and recorded[key] != found[key]:

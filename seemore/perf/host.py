@@ -16,7 +16,6 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +41,6 @@ DEFAULT_TARGETS: tuple[str, ...] = ("xnnpack-fp32", "xnnpack-int8", "onnx-fp32")
 # INT8 .pte speed-up targets over eager FP32 and over ONNX Runtime FP32 (the project's goals).
 SPEEDUP_TARGETS = {"eager": 5.0, "onnxruntime": 2.5}
 EAGER = "eager PyTorch FP32"
-
-
-@dataclass
-class Engine:
-    """One thing to time: a name, a callable on the NCHW float input, and where it came from."""
-
-    name: str
-    run: Callable[[], Any]
-    source: str
-    runtime: str = "torch"
-    precision: str = "fp32"
 
 
 def build_parser() -> argparse.ArgumentParser:

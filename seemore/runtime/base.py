@@ -7,7 +7,7 @@ way). Nothing in the harness or the benchmark is specific to one runtime.
 Every runner's :meth:`Runner.structure` returns the same keys, read from the artifact file
 itself: ``partitions`` (delegate calls), ``ops_outside`` (operators outside any delegate),
 ``backends`` (delegate id -> calls), ``delegates`` (the spec backend names of those ids) and
-``ops_outside_by_type``; exporters store the same keys in
+``ops_outside_by_type``, and where the file records them ``input_shape`` / ``output_shape``; exporters store the same keys in
 the contract, so the harness can check that the file is what the exporter said it wrote.
 """
 

@@ -145,10 +145,11 @@ class ExecuTorchRunner:
         return lambda x: loaded.execute([x.contiguous()])[0]
 
     def structure(self, path: Path) -> dict[str, Any]:
-        """Delegate calls and operators outside them, read from the file."""
-        return pte_structure(path)
+        """Delegate calls and operators outside them, and the I/O shapes of ``forward``, read from the file.
 
-    def io_shapes(self, path: Path) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Input and output shapes of ``forward`` from the program's metadata."""
+        The program loads without its delegates' backends (only the method needs them), so this
+        works for Vulkan programs too.
+        """
         meta = LoadedPte(path).program.metadata("forward")
-        return tuple(meta.input_tensor_meta(0).sizes()), tuple(meta.output_tensor_meta(0).sizes())
+        return {**pte_structure(path), "input_shape": list(meta.input_tensor_meta(0).sizes()),
+                "output_shape": list(meta.output_tensor_meta(0).sizes())}

@@ -47,5 +47,10 @@ class OnnxRuntimeRunner:
 
         graph = onnx.load(str(path), load_external_data=False).graph
         ops = Counter(node.op_type for node in graph.node)
+
+        def shape(value: Any) -> list[int]:
+            return [d.dim_value for d in value.type.tensor_type.shape.dim]
+
         return {"partitions": 1, "ops_outside": 0, "backends": {"CPUExecutionProvider": 1}, "delegates": ["cpu"],
-                "ops_outside_by_type": {}, "ops_by_type": dict(sorted(ops.items()))}
+                "ops_outside_by_type": {}, "ops_by_type": dict(sorted(ops.items())),
+                "input_shape": shape(graph.input[0]), "output_shape": shape(graph.output[0])}
