@@ -21,7 +21,7 @@ import torch
 import seemore
 from seemore import cli
 from seemore.config import SUPPORTED_SCALES, list_variants
-from seemore.train import sr_loss
+from seemore.train.objective import sr_loss
 
 PROG = "train_speed.py"
 

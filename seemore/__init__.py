@@ -1,5 +1,10 @@
 """seemore-mobile: SeemoRe super-resolution from PyTorch to phones."""
 
+# First, before torch loads (seconds): a Ctrl-C during start-up prints one line, not a traceback.
+from seemore.common.interrupt import quiet_uncaught_interrupts
+
+quiet_uncaught_interrupts()
+
 from seemore.checkpoint import (
     CheckpointError,
     create_model,

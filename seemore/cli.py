@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -139,9 +140,27 @@ def apply_threads(threads: int) -> None:
 
 
 def check_json_path(path: Path | None) -> None:
-    """:class:`UsageError` when ``--json`` names a folder (caught before any work)."""
-    if path is not None and path.is_dir():
+    """:class:`UsageError` when ``--json`` names a folder or cannot be written (before any work)."""
+    if path is None:
+        return
+    if path.is_dir():
         raise UsageError(f"--json {path}: is a folder; give a file path")
+    check_output_folder(path.parent, f"--json {path}:")
+
+
+def check_output_folder(path: str | Path, flag: str = "--out") -> None:
+    """:class:`UsageError` unless ``path`` is, or can become, a writable folder (before any work).
+
+    Nothing is created: the nearest existing folder on the way must be a writable folder.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{flag} {folder}: is a file, not a folder")
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p.is_symlink() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {folder}: cannot create it: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder}: {existing} is not writable")
 
 
 def one_line(exc: BaseException) -> str:
@@ -163,11 +182,19 @@ def run_main(prog: str, body: Callable[[], int], expected: Sequence[type[BaseExc
     ``ValueError`` and ``OSError``) -> 1; Ctrl-C -> 130; any other exception (a toolchain
     failure) -> 1 with its type and first line, never a traceback.
     """
+    from seemore.common import interrupt
+
+    interrupt.install()
+    interrupt.reset()
     try:
-        return body()
+        status = body()
+        if status != 130:  # (130: the body reported its interruption itself, e.g. training)
+            interrupt.check()  # a Ctrl-C that Python swallowed in a callback still stops with 130
+        return status
     except UsageError as exc:
         return fail(prog, str(exc), 2)
     except KeyboardInterrupt:
+        interrupt.reset()
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except (*expected, ValueError, OSError) as exc:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from seemore.common.progress import progress
 
 from seemore import cli
 from seemore.common.tables import format_table
@@ -202,8 +202,8 @@ def run_model(model: torch.nn.Module, lr: np.ndarray, device: torch.device | str
     return out[0].permute(1, 2, 0).to(device="cpu", dtype=torch.uint8).numpy()
 
 
-def _progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=not enabled, leave=False)
+def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    return progress(total=total, desc=desc, unit="img", enabled=enabled, leave=False)
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
+from seemore.common.progress import progress as progress_bar
 
 from seemore import cli
 from seemore.checkpoint import atomic_write, create_model
@@ -258,7 +258,7 @@ def cost_table(
     jobs = _table_jobs()
     # Fail before any counting.
     check_table_size(hr_size, lr_input=lr_input)
-    bar = tqdm(jobs, desc="counting", disable=not progress, leave=False)
+    bar = progress_bar(jobs, desc="counting", enabled=progress, leave=False)
     return [cost_row(v, s, hr_size if lr_input is None else hr_size_for_lr(lr_input, s)) for v, s in bar]
 
 

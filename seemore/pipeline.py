@@ -33,6 +33,7 @@ from seemore.checkpoint import CheckpointError, atomic_write, list_shipped, load
 from seemore.paths import DataError, bundled_images, resolve_data_root
 
 DEFAULT_MODEL = "seemore_t_x4"
+PROG = "seemore-pipeline"
 
 
 class StepError(RuntimeError):
@@ -187,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     from seemore import cli
 
-    p = cli.make_parser("python -m seemore.pipeline", __doc__)
+    p = cli.make_parser(PROG, __doc__)
     p.add_argument("--out", type=Path, default=Path("artifacts") / "pipeline",
                    help="output folder (default: artifacts/pipeline)")
     cli.add_data_root(p)
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         from seemore.toolchain_logs import quiet_toolchain_logs
 
         quiet_toolchain_logs()
+        cli.check_output_folder(args.out)
         try:
             data_root = resolve_data_root(args.data_root)
             if args.model == DEFAULT_MODEL and DEFAULT_MODEL not in list_shipped():
@@ -235,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         for step, seconds, text in summary:
             print(f"{step:10s} {seconds:7.1f} s  {text}")
         if ctx.failures:
-            return cli.fail("pipeline", f"failed bounds: {', '.join(ctx.failures)}", code=1)
+            return cli.fail(PROG, f"failed bounds: {', '.join(ctx.failures)}", code=1)
         return 0
 
-    return cli.run_main("pipeline", body, expected=(CheckpointError, DataError, StepError))
+    return cli.run_main(PROG, body, expected=(CheckpointError, DataError, StepError))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ where :func:`seemore.load_model` finds it by name. Shipped files must stay under
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from seemore import cli
 from seemore.checkpoint import (
     RECORD_KEY,
     WEIGHTS_DIR,
@@ -21,9 +23,11 @@ from seemore.checkpoint import (
     read_metadata,
     save_model,
 )
+from seemore.common.files import atomic_write
 from seemore.paths import DataError
 
 MAX_SHIPPED_BYTES = 2_000_000
+PROG = "seemore-release"
 
 
 def release(source: str | Path, name: str | None = None, data_root: str | None = None,
@@ -48,31 +52,42 @@ def release(source: str | Path, name: str | None = None, data_root: str | None =
                      for k, v in record["validation"].get("sets", {}).items()},
         }
     dest = dest_dir / f"{name}.safetensors"
-    save_model(model, dest, record)
-    size = dest.stat().st_size
-    if size > MAX_SHIPPED_BYTES:
-        dest.unlink()
-        raise CheckpointError(f"{dest}: {size} bytes is over the {MAX_SHIPPED_BYTES}-byte limit for shipped files")
+    # Size-checked before the rename: an oversized file must not replace the checkpoint shipped today.
+
+    def write(tmp: str) -> None:
+        save_model(model, tmp, record)
+        size = os.path.getsize(tmp)
+        if size > MAX_SHIPPED_BYTES:
+            raise CheckpointError(f"{source}: {size} bytes is over the {MAX_SHIPPED_BYTES}-byte limit for shipped files")
+
+    atomic_write(dest, write)
     print(report.table(), file=sys.stderr)
     return dest, record
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    p = argparse.ArgumentParser(prog="python -m seemore.release", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m seemore.release`` argument parser."""
+    p = cli.make_parser(PROG, __doc__ or "")
     p.add_argument("source", help="checkpoint to ship (e.g. runs/seemore_t_x4/best.safetensors)")
     p.add_argument("--name", help="shipped name (default: the config name, e.g. seemore_t_x4)")
-    p.add_argument("--data-root", help="data root with benchmark/ (default: $SEEMORE_DATA or ../shared/data)")
-    args = p.parse_args(argv)
-    try:
+    cli.add_data_root(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 shipped, 1 failed, 2 bad arguments, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        if args.name is not None and not args.name.replace("_", "").replace("-", "").isalnum():
+            raise cli.UsageError(f"--name {args.name!r}: use letters, digits, '_' and '-' only")
         dest, record = release(args.source, args.name, args.data_root)
-    except (CheckpointError, DataError, ValueError, OSError) as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    ev = record["evaluation"]
-    print(f"shipped {dest} ({dest.stat().st_size} bytes): "
-          + ", ".join(f"{k} {v['psnr_y']:.2f} dB / {v['ssim_y']:.4f}" for k, v in ev.items()))
-    return 0
+        ev = record["evaluation"]
+        print(f"shipped {dest} ({dest.stat().st_size} bytes): "
+              + ", ".join(f"{k} {v['psnr_y']:.2f} dB / {v['ssim_y']:.4f}" for k, v in ev.items()))
+        return 0
+
+    return cli.run_main(PROG, body, expected=(CheckpointError, DataError))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
 """Whole-image SeemoRe inference on images of any size, tile by tile, at bounded memory.
 
 :func:`upscale_tensor` pads images smaller than the network's minimum (16 LR pixels for T/B)
-and processes large ones in overlapping windows. The output is assembled in one preallocated
-tensor and only one window's activations are alive at a time.
+and processes large ones in overlapping windows; only one window's activations are alive at a
+time. :func:`upscale_rows` gives the same output as finished row bands, top to bottom: windows
+run row span by row span, and once a span's windows are placed, the output rows that no later
+span writes to are handed out; only the rows still being cross-faded stay in a rolling buffer.
+Memory is then bounded by the tile size and the output width, whatever the image height: about
+12 bytes x (tile x scale + fade rows) x output width for the buffer, plus one window's
+activations, plus the input (:class:`LRSource` keeps it as decoded 8/16-bit samples and makes
+float32 windows one at a time).
 
 Two things make a window's output differ from the same pixels of a whole-image pass:
 
@@ -52,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -187,7 +193,7 @@ def run_fixed_tiles(run: Callable[[Tensor], Tensor], lr: Tensor, tile_h: int, ti
     for window in windows:
         r, c = window.rows, window.cols
         result = run(image[..., r.start : r.stop, c.start : c.stop].contiguous()).float()
-        _place(out, result, window, scale, overlap, windows)
+        _place(out, result, window, scale, _fade_half(overlap, windows), image.shape[-2], image.shape[-1])
     return out[..., : h * scale, : w * scale]
 
 
@@ -342,9 +348,234 @@ class _TiledRun:
         self.target, self.total = None, None
 
 
+class LRSource(Protocol):
+    """A low-resolution image that the tiler reads one window at a time.
+
+    :class:`seemore.imageio.Picture` is one: it keeps the decoded 8/16-bit samples and converts
+    only the window asked for to float32, so no float copy of the whole input is ever made.
+    """
+
+    @property
+    def height(self) -> int:
+        """Rows."""
+        ...
+
+    @property
+    def width(self) -> int:
+        """Columns."""
+        ...
+
+    def crop_tensor(self, top: int, bottom: int, left: int, right: int) -> Tensor:
+        """Rows [top, bottom) and columns [left, right) as (1, 3, h, w) float32 in [0, 1]."""
+        ...
+
+
+class _TensorSource:
+    """A (1, 3, H, W) tensor as an :class:`LRSource`: windows are views of it, as they always were."""
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
+
+    @property
+    def height(self) -> int:
+        """Rows."""
+        return int(self.tensor.shape[-2])
+
+    @property
+    def width(self) -> int:
+        """Columns."""
+        return int(self.tensor.shape[-1])
+
+    def crop_tensor(self, top: int, bottom: int, left: int, right: int) -> Tensor:
+        """A view of the window (no copy)."""
+        return self.tensor[:, :, top:bottom, left:right]
+
+
+def _as_source(lr: Tensor | LRSource, align: int) -> tuple[LRSource, torch.device, torch.dtype]:
+    """The (padded) image the windows are cut from, and the device/dtype the output is assembled in."""
+    if isinstance(lr, Tensor):
+        if lr.dim() != 4 or lr.shape[0] != 1 or lr.shape[1] != 3:
+            raise ValueError(f"expected a (1, 3, H, W) tensor, got {tuple(lr.shape)}")
+        return _TensorSource(_pad_to_minimum(lr, align)), lr.device, lr.dtype
+    if lr.height < 1 or lr.width < 1:
+        raise ValueError(f"expected a non-empty image, got {lr.height}x{lr.width}")
+    if lr.height < align or lr.width < align:
+        # Smaller than one grid cell: tiny, so a whole float copy costs nothing.
+        whole = lr.crop_tensor(0, lr.height, 0, lr.width)
+        return _TensorSource(_pad_to_minimum(whole, align)), whole.device, whole.dtype
+    return lr, torch.device("cpu"), torch.float32
+
+
+class RowStream:
+    """The output of :func:`upscale_tensor` as finished HR row bands, top to bottom.
+
+    Made by :func:`upscale_rows`. Iterating runs the network: every band is a (1, 3, rows, W*s)
+    tensor; the bands' rows add up to ``height``. Windows run row span by row span (row-major);
+    once all windows of a span are placed, the rows that no later span writes to are final and
+    are yielded, and only the rest stays in a rolling buffer. A band is a view of that buffer,
+    never written again; memory stays bounded when the consumer lets go of each band before
+    asking for the next (the buffer under it is freed then).
+
+    ``max_buffer_rows`` is the tallest buffer held during the last iteration (HR rows); it never
+    exceeds ``buffer_bound``, one window's height times the scale, whatever the image height.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: Tensor | LRSource,
+        tile: int | None,
+        overlap: int,
+        routing: Routing,
+        progress: ProgressFn | None,
+    ) -> None:
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
+        if tile is not None and tile <= 0:
+            raise ValueError(f"tile must be positive, got {tile}")
+        self.model = model
+        self.align = _align(model)
+        self.scale = int(model.config.scale)
+        self._source, self._out_device, self._out_dtype = _as_source(lr, self.align)  # checks lr
+        lr_height, lr_width = (lr.shape[-2], lr.shape[-1]) if isinstance(lr, Tensor) else (lr.height, lr.width)
+        self.height, self.width = int(lr_height) * self.scale, int(lr_width) * self.scale
+        self.windows = plan_tiles(self._source.height, self._source.width, tile, overlap, self.align)
+        self.overlap, self.routing, self.progress = overlap, routing, progress
+        self.max_buffer_rows = 0
+        if len(self.windows) > 1 and routing == "global" and not _routers(model):
+            raise ValueError(
+                "routing='global' needs a model with MoE routers (modules with .gate and .experts)"
+            )
+
+    @property
+    def buffer_bound(self) -> int:
+        """The most HR rows the rolling buffer can hold for this plan: the tallest window, scaled.
+
+        A span's windows write HR rows [core_start - half, core_stop + half) * scale, inside the
+        window itself because every core keeps ``overlap >= half`` rows of context.
+        """
+        return max(w.rows.stop - w.rows.start for w in self.windows) * self.scale
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return self._bands()
+
+    def _crop(self, rows: Tensor, top: int) -> Tensor | None:
+        """The part of buffer rows starting at HR row ``top`` that lies inside the output (padding off)."""
+        keep = min(rows.shape[2], self.height - top)
+        return rows[:, :, :keep, : self.width] if keep > 0 else None
+
+    def _step(self, step: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(step, total)
+
+    def _bands(self) -> Iterator[Tensor]:
+        self.max_buffer_rows = 0
+        source, device = self._source, _model_device(self.model)
+        if len(self.windows) == 1:
+            with torch.inference_mode():
+                out = self.model(source.crop_tensor(0, source.height, 0, source.width).to(device))
+                out = out.to(self._out_device)
+            self._step(1, 1)
+            self.max_buffer_rows = int(out.shape[2])
+            band = self._crop(out, 0)
+            if band is not None:
+                yield band
+            return
+        yield from self._tiled(source, device)
+
+    def _tiled(self, source: LRSource, device: torch.device) -> Iterator[Tensor]:
+        model, windows, scale = self.model, self.windows, self.scale
+        height, width = source.height, source.width
+        run = _TiledRun(model, height, width)
+        misaligned = height % self.align != 0 or width % self.align != 0
+        passes = len(run.gates) if self.routing == "global" else 0
+        total_steps = (passes + 1) * len(windows)
+        step = 0
+
+        def crop(window: Window) -> Tensor:
+            r, c = window.rows, window.cols
+            return source.crop_tensor(r.start, r.stop, c.start, c.stop).to(device)
+
+        # Global routing: the partial passes only collect router inputs; they need no output.
+        for _ in range(passes):
+            with torch.inference_mode():
+                with run.hooks(align_context=misaligned, pin=True, collect=True):
+                    for window in windows:
+                        run.window = window
+                        try:
+                            model(crop(window))
+                        except _StopPass:
+                            pass
+                        else:
+                            raise RuntimeError("a routing pass ran through without reaching its router")
+                        step += 1
+                        self._step(step, total_steps)
+                run.finish_router()
+
+        half = None if self.routing == "global" else _fade_half(self.overlap, windows)
+        spans = _row_spans(windows)
+        buffer: Tensor | None = None
+        buffer_top = 0  # HR row of buffer[0]
+        top = 0  # every HR row above this one has been yielded
+        for index, (rows, group) in enumerate(spans):
+            lo, hi = _reach(rows, height, half)
+            if buffer is not None and lo * scale != top:
+                raise RuntimeError("row spans do not continue where the previous one was finished")
+            # Inference mode and hooks only while computing: the consumer runs between two bands.
+            with torch.inference_mode(), run.hooks(
+                align_context=misaligned, pin=self.routing == "global", collect=False
+            ):
+                # The previous span's rows still being faded (its partial sums) move to a new
+                # buffer; the old one is let go first, so that two never exist at once.
+                carried = None if buffer is None else buffer[:, :, top - buffer_top :].clone()
+                buffer = None
+                buffer = torch.zeros(
+                    (1, 3, (hi - lo) * scale, width * scale), dtype=self._out_dtype, device=self._out_device
+                )
+                if carried is not None:
+                    buffer[:, :, : carried.shape[2]] = carried
+                    del carried
+                buffer_top = lo * scale
+                for window in group:
+                    run.window = window
+                    result = model(crop(window)).to(self._out_device, self._out_dtype)
+                    _place(buffer, result, window, scale, half, height, width, row0=buffer_top)
+                    del result
+                    step += 1
+                    self._step(step, total_steps)
+            self.max_buffer_rows = max(self.max_buffer_rows, int(buffer.shape[2]))
+            last = index == len(spans) - 1
+            # Rows above where the next span's contribution starts are final.
+            finished = hi * scale if last else (rows.core_stop - (half or 0)) * scale
+            band = self._crop(buffer[:, :, : finished - buffer_top], buffer_top)
+            top = finished
+            if band is not None:
+                yield band
+                del band  # how long a band (and the buffer under it) lives is the consumer's choice
+
+
+def upscale_rows(
+    model: nn.Module,
+    lr: Tensor | LRSource,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    routing: Routing = DEFAULT_ROUTING,
+    progress: ProgressFn | None = None,
+) -> RowStream:
+    """Super-resolve ``lr`` band by band: iterate the result for (1, 3, rows, sW) HR row bands.
+
+    Same arguments and same pixels as :func:`upscale_tensor` (bit for bit), but the output is
+    never held whole: memory is one window's activations plus a rolling buffer of at most
+    ``buffer_bound`` rows of the output width (12 bytes per pixel), whatever the image height.
+    ``lr`` may also be an :class:`LRSource` (a :class:`seemore.imageio.Picture`), whose windows
+    are converted to float32 one at a time. Bad arguments raise here, before any compute.
+    """
+    return RowStream(model, lr, tile, overlap, routing, progress)
+
+
 def upscale_tensor(
     model: nn.Module,
-    lr: Tensor,
+    lr: Tensor | LRSource,
     tile: int | None = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     routing: Routing = DEFAULT_ROUTING,
@@ -356,82 +587,57 @@ def upscale_tensor(
     minimum context kept around each window's core, ``routing`` "global" (exact whole-image
     expert choice) or "tile" (each window routes itself; faster). Windows run on the model's
     device; the output is assembled on ``lr``'s device and is not clipped. ``progress(done,
-    total)`` is called after every window pass.
+    total)`` is called after every window pass. This is :func:`upscale_rows` gathered into one
+    tensor; use that to stream large outputs.
     """
-    if lr.dim() != 4 or lr.shape[0] != 1 or lr.shape[1] != 3:
-        raise ValueError(f"expected a (1, 3, H, W) tensor, got {tuple(lr.shape)}")
-    if routing not in ROUTINGS:
-        raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
-    if tile is not None and tile <= 0:
-        raise ValueError(f"tile must be positive, got {tile}")
-    align = _align(model)
-    scale = int(model.config.scale)
-    height, width = lr.shape[-2:]
-    image = _pad_to_minimum(lr, align)
-    windows = plan_tiles(image.shape[-2], image.shape[-1], tile, overlap, align)
-    device = _model_device(model)
+    stream = upscale_rows(model, lr, tile, overlap, routing, progress)
     with torch.inference_mode():
-        if len(windows) == 1:
-            out = model(image.to(device)).to(lr.device)
-            if progress is not None:
-                progress(1, 1)
-            return out[:, :, : height * scale, : width * scale]
-        return _tiled(model, image, windows, scale, overlap, routing, progress, device)[
-            :, :, : height * scale, : width * scale
-        ]
+        out: Tensor | None = None
+        row = 0
+        for band in stream:
+            if out is None:
+                if band.shape[2] == stream.height:
+                    return band  # one window: its output, as it always was
+                out = torch.empty((1, 3, stream.height, stream.width), dtype=band.dtype, device=band.device)
+            out[:, :, row : row + band.shape[2]] = band
+            row += band.shape[2]
+            del band  # frees the tiler's buffer under it while the next span runs
+        if out is None or row != stream.height:
+            raise RuntimeError(f"the row bands cover {row} of {stream.height} rows")
+        return out
 
 
-def _tiled(
-    model: nn.Module,
-    image: Tensor,
-    windows: list[Window],
-    scale: int,
-    overlap: int,
-    routing: Routing,
-    progress: ProgressFn | None,
-    device: torch.device,
-) -> Tensor:
-    height, width = image.shape[-2:]
-    run = _TiledRun(model, height, width)
-    align = _align(model)
-    misaligned = height % align != 0 or width % align != 0
-    passes = len(run.gates) if routing == "global" else 0
-    if routing == "global" and not run.gates:
-        raise ValueError("routing='global' needs a model with MoE routers (modules with .gate and .experts)")
-    total_steps = (passes + 1) * len(windows)
-    step = 0
+def _row_spans(windows: list[Window]) -> list[tuple[Span, list[Window]]]:
+    """Windows grouped by row span, in plan (row-major) order."""
+    spans: list[tuple[Span, list[Window]]] = []
+    for window in windows:
+        if spans and spans[-1][0] == window.rows:
+            spans[-1][1].append(window)
+        else:
+            spans.append((window.rows, [window]))
+    return spans
 
-    def crop(window: Window) -> Tensor:
-        r, c = window.rows, window.cols
-        return image[:, :, r.start : r.stop, c.start : c.stop].to(device)
 
-    for _ in range(passes):
-        with run.hooks(align_context=misaligned, pin=True, collect=True):
-            for window in windows:
-                run.window = window
-                try:
-                    model(crop(window))
-                except _StopPass:
-                    pass
-                else:
-                    raise RuntimeError("a routing pass ran through without reaching its router")
-                step += 1
-                if progress is not None:
-                    progress(step, total_steps)
-        run.finish_router()
+def _fade_half(band: int, windows: list[Window]) -> int | None:
+    """Half-width (LR px) of the cross-fade for ``band`` LR px, or None for copied cores (band 0).
 
-    out = torch.zeros((1, 3, height * scale, width * scale), dtype=image.dtype, device=image.device)
-    band = 0 if routing == "global" else overlap
-    with run.hooks(align_context=misaligned, pin=routing == "global", collect=False):
-        for window in windows:
-            run.window = window
-            result = model(crop(window)).to(out.device, out.dtype)
-            _place(out, result, window, scale, band, windows)
-            del result
-            step += 1
-            if progress is not None:
-                progress(step, total_steps)
-    return out
+    Keeps the fade inside both windows' margins and away from the next boundary.
+    """
+    if band == 0:
+        return None
+    cores = [w.rows.core_stop - w.rows.core_start for w in windows] + [
+        w.cols.core_stop - w.cols.core_start for w in windows
+    ]
+    return max(0, min(band, min(cores)) // 2)
+
+
+def _reach(span: Span, size: int, half: int | None) -> tuple[int, int]:
+    """LR range [lo, hi) a window writes along one axis: its core, widened by the fade inside."""
+    if half is None:
+        return span.core_start, span.core_stop
+    lo = span.core_start - (0 if span.core_start == 0 else half)
+    hi = span.core_stop + (0 if span.core_stop == size else half)
+    return lo, hi
 
 
 def _ramp(positions: Tensor, centre: int, half: int, scale: int) -> Tensor:
@@ -445,45 +651,45 @@ def _axis_weights(
     span: Span, size: int, half: int, scale: int, device: torch.device
 ) -> tuple[int, int, Tensor]:
     """HR range a window contributes to along one axis, and its cross-fade weights there."""
-    first = span.core_start == 0
-    last = span.core_stop == size
-    lo = span.core_start - (0 if first else half)
-    hi = span.core_stop + (0 if last else half)
+    lo, hi = _reach(span, size, half)
     positions = torch.arange(lo * scale, hi * scale, dtype=torch.float32, device=device)
     weight = torch.ones_like(positions)
-    if not first:
+    if span.core_start != 0:
         weight = weight * _ramp(positions, span.core_start, half, scale)
-    if not last:
+    if span.core_stop != size:
         weight = weight * (1 - _ramp(positions, span.core_stop, half, scale))
     return lo * scale, hi * scale, weight
 
 
-def _place(out: Tensor, result: Tensor, window: Window, scale: int, band: int, windows: list[Window]) -> None:
-    """Copy a window's core into ``out`` (band 0), or add it cross-faded across ``band`` LR px.
+def _place(
+    out: Tensor,
+    result: Tensor,
+    window: Window,
+    scale: int,
+    half: int | None,
+    height: int,
+    width: int,
+    row0: int = 0,
+) -> None:
+    """Copy a window's core into ``out`` (``half`` None), or add it cross-faded across 2 * half LR px.
 
-    The cross-fade weights of neighbouring windows sum to one (a partition of unity per axis),
-    so no weight accumulator is needed.
+    ``out`` holds HR rows from ``row0`` on (a rolling buffer) of an image of ``height`` x
+    ``width`` LR pixels. The cross-fade weights of neighbouring windows sum to one (a partition
+    of unity per axis), so no weight accumulator is needed.
     """
     r, c = window.rows, window.cols
-    height, width = out.shape[-2] // scale, out.shape[-1] // scale
-    if band == 0:
-        out[:, :, r.core_start * scale : r.core_stop * scale, c.core_start * scale : c.core_stop * scale] = (
-            result[
-                :,
-                :,
-                (r.core_start - r.start) * scale : (r.core_stop - r.start) * scale,
-                (c.core_start - c.start) * scale : (c.core_stop - c.start) * scale,
-            ]
-        )
+    if half is None:
+        rows = slice(r.core_start * scale - row0, r.core_stop * scale - row0)
+        out[:, :, rows, c.core_start * scale : c.core_stop * scale] = result[
+            :,
+            :,
+            (r.core_start - r.start) * scale : (r.core_stop - r.start) * scale,
+            (c.core_start - c.start) * scale : (c.core_stop - c.start) * scale,
+        ]
         return
-    # Keep the fade inside both windows' margins and away from the next boundary.
-    cores = [w.rows.core_stop - w.rows.core_start for w in windows] + [
-        w.cols.core_stop - w.cols.core_start for w in windows
-    ]
-    half = max(0, min(band, min(cores)) // 2)
     y0, y1, wy = _axis_weights(r, height, half, scale, out.device)
     x0, x1, wx = _axis_weights(c, width, half, scale, out.device)
     part = result[
         :, :, y0 - r.start * scale : y1 - r.start * scale, x0 - c.start * scale : x1 - c.start * scale
     ]
-    out[:, :, y0:y1, x0:x1] += part * (wy[:, None] * wx[None, :]).to(out.dtype)
+    out[:, :, y0 - row0 : y1 - row0, x0:x1] += part * (wy[:, None] * wx[None, :]).to(out.dtype)

@@ -6,6 +6,12 @@ and writing (alpha, gray, palette, 16-bit, EXIF orientation, CMYK) is :mod:`seem
 tiling and MoE routing is :mod:`seemore.tiling`. A file that cannot be read or written gets a
 one-line error on stderr, the others are still processed, and the exit status is 1 if any
 failed. Outputs are written atomically; ``--json PATH`` also writes what was done as JSON.
+
+:func:`upscale_file` streams: the network's output goes to the file row band by row band
+(:func:`seemore.tiling.upscale_rows`, :func:`seemore.imageio.write_upscaled`), so memory is
+bounded by the tile size and the output width, not the image size (formula in ``--tile``'s
+help). Before any compute it checks that the output can be written. Ctrl-C leaves no output
+file and no temporary behind.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,16 +30,17 @@ from tqdm import tqdm
 
 from seemore import cli
 from seemore.checkpoint import CheckpointError, list_shipped, load_model
+from seemore.common.progress import LogProgress, progress, write_line
 from seemore.imageio import (
     ImageError,
     Picture,
+    check_writable,
     from_tensor,
     image_extensions,
     output_format,
     read_image,
     resize_alpha,
-    to_tensor,
-    write_image,
+    write_upscaled,
 )
 from seemore.tiling import (
     DEFAULT_OVERLAP,
@@ -42,7 +50,7 @@ from seemore.tiling import (
     ProgressFn,
     Routing,
     plan_axis,
-    plan_tiles,
+    upscale_rows,
     upscale_tensor,
 )
 
@@ -71,10 +79,10 @@ def upscale_picture(
     routing: Routing = DEFAULT_ROUTING,
     progress: ProgressFn | None = None,
 ) -> Picture:
-    """Super-resolve a :class:`Picture`; alpha is resized bicubically (see :mod:`seemore.imageio`)."""
-    sr = upscale_tensor(
-        model, to_tensor(picture), tile=tile, overlap=overlap, routing=routing, progress=progress
-    )
+    """Super-resolve a :class:`Picture` in memory; alpha is resized bicubically (see
+    :mod:`seemore.imageio`). The whole result is held as float32 (12 bytes per output pixel);
+    :func:`upscale_file` streams instead."""
+    sr = upscale_tensor(model, picture, tile=tile, overlap=overlap, routing=routing, progress=progress)
     rgb = from_tensor(sr)
     del sr
     alpha = None if picture.alpha is None else resize_alpha(picture.alpha, rgb.shape[0], rgb.shape[1])
@@ -93,22 +101,25 @@ def upscale_file(
 ) -> UpscaleResult:
     """Read ``in_path``, upscale it, write ``out_path`` atomically (format from its extension
     unless ``fmt`` is given). Raises :class:`ImageError` (one line, names the file) when the
-    input cannot be read or the output cannot be written."""
+    input cannot be read or the output cannot be written; the output is checked first.
+
+    The output is streamed to the file band by band while the network runs (PNG; other
+    formats assemble the quantised image first), so the float output is never held whole.
+    """
     start = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
-    fmt = fmt or output_format(out_path)  # fail on a bad extension before spending compute
+    fmt = fmt or output_format(out_path)  # fail on a bad extension before spending compute,
+    check_writable(out_path)  # and on an output folder that cannot be created or written
     picture = read_image(in_path)
-    align = int(model.config.min_input_size)
-    windows = len(plan_tiles(max(picture.height, align), max(picture.width, align), tile, overlap, align))
-    result = upscale_picture(model, picture, tile, overlap, routing, progress)
-    write_image(result, out_path, fmt)
+    stream = upscale_rows(model, picture, tile, overlap, routing, progress)
+    write_upscaled(out_path, stream, picture, stream.scale, fmt)
     return UpscaleResult(
         source=in_path,
         target=out_path,
         in_size=(picture.width, picture.height),
-        out_size=(result.width, result.height),
+        out_size=(stream.width, stream.height),
         mode=picture.mode,
-        windows=windows,
+        windows=len(stream.windows),
         seconds=time.perf_counter() - start,
     )
 
@@ -191,31 +202,40 @@ def _dedupe(jobs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], lis
 # CLI
 
 
-class _WindowBar:
-    """Progress callback that opens a nested tqdm bar once an image turns out to need several passes."""
+def _release(bar: Any, interrupted: bool = False) -> None:
+    """Close a progress bar. After Ctrl-C a log's bar (:class:`LogProgress`) is left unclosed:
+    its summary line would come before the one ``interrupted`` line; a terminal bar is closed
+    so that the line starts on a fresh row."""
+    if not (interrupted and isinstance(bar, LogProgress)):
+        bar.close()
 
-    def __init__(self, name: str, disable: bool | None) -> None:
-        self.name, self.disable = name, disable
-        self.bar: tqdm | None = None
+
+class _WindowBar:
+    """Progress callback that opens a nested bar once an image turns out to need several passes."""
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        self.name, self.enabled = name, enabled
+        self.bar: Any = None
 
     def __call__(self, done: int, total: int) -> None:
         if total <= 1:
             return
         if self.bar is None:
-            self.bar = tqdm(
-                total=total, desc=self.name, unit="tile", leave=False, position=1, disable=self.disable
+            self.bar = progress(
+                total=total, desc=self.name, unit="tile", leave=False, position=1, enabled=self.enabled
             )
-        self.bar.n = done
-        self.bar.refresh()
+        self.bar.update(done - self.bar.n)
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
+        """Close the bar (see :func:`_release`)."""
         if self.bar is not None:
-            self.bar.close()
+            _release(self.bar, interrupted)
+            self.bar = None
 
 
 def _error(message: str) -> None:
-    """One ``<prog>: error:`` line for a file that failed (tqdm.write keeps the bars intact)."""
-    tqdm.write(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    """One ``<prog>: error:`` line for a file that failed, on stderr, without breaking the bars."""
+    write_line(f"{PROG}: error: {' '.join(message.split())}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,7 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_TILE,
         metavar="N",
         help=f"tile side in input pixels, rounded down to a multiple of 16; 0 = whole image in one pass "
-        f"(default {DEFAULT_TILE}: about 0.5 GiB peak for SeemoRe-T x4)",
+        f"(default {DEFAULT_TILE}). Peak memory: Python, torch and the model (about 0.25 GiB) + the "
+        "network's activations for one tile (SeemoRe-T x4, measured: about 0.3 GiB at 256, 0.4 GiB at "
+        "512) + the rolling band buffer, 12 bytes x (tile x scale + fade rows) x output width (a "
+        "4000-pixel-wide photo at x4, tile 512: at most 2080 rows, 0.37 GiB) + the input (3 bytes per "
+        "pixel for 8-bit RGB); outputs other than PNG also hold the quantised image (3-8 bytes per output "
+        "pixel). Measured (benchmarks/upscale_memory.py under /usr/bin/time -v): a 12 MP photo (3000x4000) "
+        "at x4 to a 192 MP PNG peaked at 1.14 GiB RSS with the default tile; a 600x800 input at --tile 256 "
+        "at 647 MiB",
     )
     parser.add_argument(
         "--overlap",
@@ -314,6 +341,29 @@ def _result_json(result: UpscaleResult) -> dict[str, object]:
     }
 
 
+def _upscale_job(
+    model: nn.Module, src: Path, dst: Path, tile: int | None, args: argparse.Namespace, enabled: bool
+) -> UpscaleResult | None:
+    """One file with its own tile bar; None (after its error line) when it failed.
+
+    Ctrl-C is not a failure of the file: it propagates (the output's temporary is already gone).
+    """
+    windows = _WindowBar(src.name, enabled)
+    try:
+        return upscale_file(model, src, dst, tile, args.overlap, args.routing, progress=windows)
+    except KeyboardInterrupt:
+        windows.close(interrupted=True)
+        raise
+    except ImageError as exc:
+        _error(str(exc))
+    except Exception as exc:  # e.g. out of memory: report, keep going with the other files
+        lines = str(exc).strip().splitlines()
+        _error(f"{src}: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""))
+    finally:
+        windows.close()  # (nothing left to close after Ctrl-C)
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     """The CLI's work once the flags are parsed; bad arguments raise :class:`cli.UsageError`."""
     cli.check_json_path(args.json)
@@ -342,32 +392,28 @@ def _run(args: argparse.Namespace) -> int:
     errors += duplicate_errors
     for message in errors:
         _error(message)
-    hide_bars = True if args.no_progress else None  # tqdm's disable=None: off when not a terminal
+    enabled = not args.no_progress  # progress() also turns bars into summary lines in a log
     failed = [message.split(": ", 1)[0] for message in errors]
     done: list[UpscaleResult] = []
     start = time.perf_counter()
-    with tqdm(jobs, unit="img", desc="upscaling", disable=hide_bars, position=0) as bar:
-        for src, dst in bar:
-            windows = _WindowBar(src.name, hide_bars)
-            try:
-                result = upscale_file(model, src, dst, tile, args.overlap, args.routing, progress=windows)
-            except ImageError as exc:
-                _error(str(exc))
+    bar = progress(total=len(jobs), desc="upscaling", unit="img", enabled=enabled, position=0)
+    try:
+        for src, dst in jobs:
+            result = _upscale_job(model, src, dst, tile, args, enabled)
+            bar.update(1)
+            if result is None:
                 failed.append(str(src))
                 continue
-            except Exception as exc:  # e.g. out of memory: report, keep going with the other files
-                lines = str(exc).strip().splitlines()
-                _error(f"{src}: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""))
-                failed.append(str(src))
-                continue
-            finally:
-                windows.close()
             done.append(result)
             (w, h), (big_w, big_h), n = result.in_size, result.out_size, result.windows
             tqdm.write(
                 f"{src} -> {dst}  ({w}x{h} -> {big_w}x{big_h}, {result.mode}, "
                 f"{n} tile{'s' if n != 1 else ''}, {result.seconds:.1f} s)"
             )
+    except KeyboardInterrupt:  # run_main prints the one line and returns 130
+        _release(bar, interrupted=True)
+        raise
+    _release(bar)
     elapsed = time.perf_counter() - start
     name = getattr(model.config, "name", "model")
     print(

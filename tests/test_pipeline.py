@@ -57,4 +57,4 @@ def test_pipeline_quantize_export_parity_steps(tmp_path: Path, capsys: pytest.Ca
 def test_pipeline_bad_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert pipeline.main(["--out", str(tmp_path), "--model", str(tmp_path / "missing.safetensors")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("pipeline: error:")
+    assert len(err) == 1 and err[0].startswith("seemore-pipeline: error:")

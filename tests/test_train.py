@@ -14,9 +14,10 @@ from PIL import Image
 
 import seemore
 from seemore import train as T
+from seemore.train import cli as train_cli
 from seemore.imresize import imresize
 from seemore.paths import DataError, default_data_root
-from seemore.train_data import PatchSampler, degrade, load_training_images
+from seemore.train.data import PatchSampler, degrade, load_training_images
 
 
 def _texture(seed: int, h: int, w: int) -> np.ndarray:
@@ -230,13 +231,13 @@ def test_cli_threads_default_and_config(tmp_path: Path) -> None:
     parser = T.build_parser()
     args = parser.parse_args([])
     assert args.threads is None and args.data_root is None and not args.no_progress
-    assert T._resolve(args).threads == 2  # the convention's default when nothing sets it
+    assert train_cli._resolve(args).threads == 2  # the convention's default when nothing sets it
     config = tmp_path / "run.toml"
     config.write_text("threads = 1\n")
-    assert T._resolve(parser.parse_args(["--config", str(config)])).threads == 1
-    assert T._resolve(parser.parse_args(["--config", str(config), "--threads", "3"])).threads == 3
+    assert train_cli._resolve(parser.parse_args(["--config", str(config)])).threads == 1
+    assert train_cli._resolve(parser.parse_args(["--config", str(config), "--threads", "3"])).threads == 3
     args = parser.parse_args(["--data-root", str(tmp_path)])
-    assert T._resolve(args).data_root == str(tmp_path)
+    assert train_cli._resolve(args).data_root == str(tmp_path)
 
 
 def test_ema_warm_up_tracks_a_short_run() -> None:

@@ -532,23 +532,35 @@ def test_cli_bad_input_is_one_line(
     assert not out.exists()  # nothing was written
 
 
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
 def test_failed_write_leaves_no_partial_file(
-    tmp_path: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fmt: str, tmp_path: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first, second = make_input("RGB", tmp_path), make_input("L", tmp_path)
-    real_save = Image.Image.save
+    if fmt == "png":  # PNG is streamed by the project's encoder
+        real_close = sio._PngEncoder.close
 
-    def failing_save(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
-        if self.mode == "RGB":  # fail the colour image after half of its bytes hit the disk
+        def failing_close(self: sio._PngEncoder) -> None:
+            if self.channels == 3:  # fail the colour image after its rows hit the disk
+                self.f.write(b"\0" * 100)
+                raise OSError("disk full")
+            real_close(self)
+
+        monkeypatch.setattr(sio._PngEncoder, "close", failing_close)
+    else:
+        real_save = Image.Image.save
+
+        def failing_save(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
+            if self.mode == "RGB":  # fail the colour image after half of its bytes hit the disk
+                real_save(self, fp, *args, **kwargs)
+                Path(str(fp)).write_bytes(Path(str(fp)).read_bytes()[:100])
+                raise OSError("disk full")
             real_save(self, fp, *args, **kwargs)
-            Path(str(fp)).write_bytes(Path(str(fp)).read_bytes()[:100])
-            raise OSError("disk full")
-        real_save(self, fp, *args, **kwargs)
 
-    monkeypatch.setattr(Image.Image, "save", failing_save)
+        monkeypatch.setattr(Image.Image, "save", failing_save)
     out = tmp_path / "out"
-    code = up.main([str(first), str(second), "-o", str(out), "--model", str(model_file)])
+    code = up.main([str(first), str(second), "-o", str(out), "--model", str(model_file), "--format", fmt])
     assert code == 1
-    assert sorted(p.name for p in out.iterdir()) == ["L_x2.png"]  # no RGB_x2.png, no temp file
+    assert sorted(p.name for p in out.iterdir()) == [f"L_x2.{fmt}"]  # no RGB_x2, no temp file
     err = capsys.readouterr().err
-    assert "disk full" in err and str(out / "RGB_x2.png") in err
+    assert "disk full" in err and str(out / f"RGB_x2.{fmt}") in err

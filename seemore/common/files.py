@@ -2,23 +2,55 @@
 
 A reader never sees a half-written artifact: everything is written under a temporary name
 beside its destination and renamed into place. Temporary names follow one pattern
-(``.<name>.<random>.tmp``), so a write that was killed (SIGKILL, power loss) leaves a file
-that the next write to the same place recognises as ours and removes.
+(``.<name>.<host>-<pid>.<random>.tmp``), so a write that was killed (SIGKILL, power loss)
+leaves a file that the next write to the same place recognises as ours and removes: at once
+when the process that made it is gone (same host, PID not running), else once it is older
+than :data:`STALE_TMP_SECONDS` (another host's, or a PID that was reused).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from seemore.common import interrupt
+
 # A leftover temporary is only removed when it is older than this: a younger one may belong
 # to a write that is still running in another process.
 STALE_TMP_SECONDS = 600.0
+
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
+def tmp_prefix(path: Path) -> str:
+    """The start of this process's temporary names for ``path`` (``.<name>.<host>-<pid>.``)."""
+    return f".{path.name}.{_HOST}-{os.getpid()}."
+
+
+def _owner_gone(leftover: Path, path: Path) -> bool:
+    """Whether ``leftover`` was made by a process of this host that no longer runs."""
+    rest = leftover.name[len(f".{path.name}.") :]
+    match = re.match(r"([A-Za-z0-9]+)-(\d+)\.", rest)
+    if match is None or match.group(1) != _HOST:
+        return False
+    pid = int(match.group(2))
+    if pid == os.getpid():
+        return False  # ours: another write of this process may be under way (threads)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # runs, as another user
+        return False
+    return False
 
 
 def _clean_stale(path: Path) -> None:
@@ -26,7 +58,7 @@ def _clean_stale(path: Path) -> None:
     now = time.time()
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
         try:
-            if now - leftover.lstat().st_mtime > STALE_TMP_SECONDS:
+            if _owner_gone(leftover, path) or now - leftover.lstat().st_mtime > STALE_TMP_SECONDS:
                 if leftover.is_dir() and not leftover.is_symlink():
                     shutil.rmtree(leftover)
                 else:
@@ -41,18 +73,43 @@ def _umask() -> int:
     return mask
 
 
+def make_parent(path: str | Path) -> None:
+    """Create ``path``'s folder (and its parents); a regular file in the way is named in the error.
+
+    ``mkdir`` alone says "File exists" about the first file on the way, which reads as if the
+    output itself existed.
+    """
+    parent = Path(path).parent
+    for folder in (parent, *parent.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise NotADirectoryError(f"{path}: cannot create its folder: {folder} is a file, not a folder")
+            break
+    parent.mkdir(parents=True, exist_ok=True)
+
+
+def probe_writable(path: str | Path) -> None:
+    """Create and remove an empty temporary beside ``path`` (the atomic writer's naming, so one
+    left by a kill is cleaned like theirs): an OSError now instead of after the work."""
+    path = Path(path)
+    fd, probe = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``, so readers never see a partial file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     _clean_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
         # mkstemp creates 0600; give the file the permissions a plain open() would have.
         if os.path.isfile(tmp):
             os.chmod(tmp, 0o666 & ~_umask())
+        interrupt.check()  # nothing appears after a Ctrl-C, even one Python swallowed
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -77,15 +134,16 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], object]) -> None:
     aside and removed only after the new tree is in place, so a failure leaves the old one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     _clean_stale(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         write(tmp)
         os.chmod(tmp, 0o777 & ~_umask())
+        interrupt.check()
         old = None
         if path.exists() or path.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent))
             os.rmdir(old)
             os.replace(path, old)
         os.replace(tmp, path)

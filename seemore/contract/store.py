@@ -150,7 +150,8 @@ def discover(root: str | Path) -> list[FoundContract]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise ContractError(f"{root}: artifact folder does not exist")
+        what = "is a file, not an artifact folder" if root.exists() else "artifact folder does not exist"
+        raise ContractError(f"{root}: {what}")
     found: list[FoundContract] = []
     for path in sorted(root.rglob("*" + CONTRACT_SUFFIX)):
         if any(part.endswith(".tmp") for part in path.relative_to(root).parts):

@@ -22,6 +22,7 @@ from seemore.cli import (
     add_threads,
     apply_threads,
     check_json_path,
+    check_output_folder,
     make_parser,
     non_negative_int,
     positive_int,
@@ -109,9 +110,10 @@ def export_main(runtime: str, prog: str, argv: Sequence[str] | None = None) -> i
 
         quiet_toolchain_logs()
         check_json_path(args.json)
+        check_output_folder(args.out)
         if args.int8_program is not None and args.ptq:
             raise UsageError("--int8-program and --ptq exclude each other")
-        from tqdm import tqdm
+        from seemore.common.progress import progress
 
         from seemore.checkpoint import CheckpointError, load_model, resolve_model_path
         from seemore.contract import SpecError
@@ -122,6 +124,8 @@ def export_main(runtime: str, prog: str, argv: Sequence[str] | None = None) -> i
         targets = [get_target(n) for n in dict.fromkeys(args.targets)]
         if args.int8_program is not None and not any(t.precision == "int8" for t in targets):
             raise UsageError("--int8-program needs an int8 target in --targets")
+        if args.int8_program is not None and not Path(args.int8_program).is_file():
+            raise UsageError(f"--int8-program {args.int8_program}: no such program file")
         try:
             checkpoint = resolve_model_path(args.model)
             model = load_model(checkpoint)
@@ -140,7 +144,7 @@ def export_main(runtime: str, prog: str, argv: Sequence[str] | None = None) -> i
         apply_threads(args.threads)
         print(f"exporting {model.config.name} from {checkpoint} at {height}x{width} -> {args.out}", file=sys.stderr)
         results = []
-        bar = tqdm(targets, unit="artifact", file=sys.stderr, disable=args.no_progress)
+        bar = progress(targets, unit="artifact", enabled=not args.no_progress)
         try:
             for target in bar:
                 bar.set_description(target.name)

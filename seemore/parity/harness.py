@@ -25,7 +25,6 @@ changed, a missing reference or bound are failed rows, never dropped.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from seemore.checkpoint import CheckpointError, load_model
 from seemore.common.files import atomic_write_text
+from seemore.common.progress import progress
 from seemore.common.tensors import image_to_tensor, max_abs, psnr_db, tensor_to_image
 from seemore.contract import ArtifactContract, ContractError, ExportSpec, FoundContract, discover
 from seemore.contract.schema import jsonable, now_utc, tool_versions
@@ -238,7 +237,7 @@ class Harness:
         # summation order, which bounds the parity any runtime can reach against it.
         measure_floor = bound.floor_margin_db is not None
         tile = (spec.height, spec.width)
-        bar = tqdm(images, desc=result.artifact, unit="img", file=sys.stderr, disable=not self.progress, leave=False)
+        bar = progress(images, desc=result.artifact, unit="img", enabled=self.progress, leave=False)
         with torch.no_grad():
             for set_name, _name, lr, hr in bar:
                 x = image_to_tensor(lr)

@@ -22,6 +22,7 @@ from seemore.cli import (
     add_size,
     add_threads,
     check_json_path,
+    check_output_folder,
     make_parser,
     run_main,
     write_json,
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         quiet_toolchain_logs()
         check_json_path(args.json)
+        check_output_folder(args.out)
         settings = QATSettings(
             backend=args.backend, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
             patch_size=args.patch_size, calibration_batches=args.calibration_batches, ptq_images=args.ptq_images,

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from seemore.common.tensors import image_to_tensor
 from seemore.paths import DataError, bundled_images, note_fallback, resolve_data_root
-from seemore.train_data import TrainImage, degrade, load_training_images, read_rgb
+from seemore.train.data import TrainImage, degrade, load_training_images, read_rgb
 
 DEFAULT_CALIBRATION_IMAGES = 32
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,14 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
+from seemore.common.progress import progress as progress_bar
 
 from seemore.config import SeemoReConfig
 from seemore.contract.spec import ExportSpec
 from seemore.deploy.capture import capture_for_quantization
 from seemore.quantize.quantizers import QUANT_BACKENDS, QuantizeError, backend_quantizer
-from seemore.train import sr_loss
-from seemore.train_data import PatchSampler
+from seemore.train.objective import sr_loss
+from seemore.train.data import PatchSampler
 
 
 @dataclass(frozen=True)
@@ -100,8 +99,8 @@ def calibrate_qat_observers(
     seen = 0
     try:
         with torch.no_grad():
-            for x in tqdm(batches, total=total, desc="QAT calibration", unit="batch", file=sys.stderr,
-                          disable=not progress, leave=False):
+            for x in progress_bar(batches, total=total, desc="QAT calibration", unit="batch",
+                                  enabled=progress, leave=False):
                 for obs, _ in averaging:
                     obs.averaging_constant = 1.0 / (seen + 1)
                 prepared(x)
@@ -164,8 +163,8 @@ def quantize_ptq(
         raise QuantizeError("PTQ needs at least one calibration image")
     prepared = prepare_pt2e(copy.deepcopy(captured), backend_quantizer(backend, is_qat=False))
     with torch.no_grad():
-        for img in tqdm(images, desc="PTQ calibration", unit="img", file=sys.stderr, disable=not progress,
-                        leave=False):
+        for img in progress_bar(images, desc="PTQ calibration", unit="img", enabled=progress,
+                                leave=False):
             prepared(img)
     return convert_pt2e(prepared)
 
@@ -199,7 +198,7 @@ def train_qat(
     freeze_at = int(round(settings.freeze_observers_at * settings.steps))
     losses: list[float] = []
     move_exported_model_to_train(prepared)
-    bar = tqdm(range(settings.steps), desc="QAT", unit="step", file=sys.stderr, disable=not progress)
+    bar = progress_bar(range(settings.steps), desc="QAT", unit="step", enabled=progress)
     try:
         for step in bar:
             if step == freeze_at:

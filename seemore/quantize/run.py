@@ -42,7 +42,7 @@ from seemore.quantize.recipe import (
     quantize_ptq,
     train_qat,
 )
-from seemore.train_data import PatchSampler
+from seemore.train.data import PatchSampler
 
 ProgressFn = Callable[[str], None]
 

@@ -13,6 +13,12 @@ Every image is decoded and degraded once and kept in memory (uint8), which suits
 training sets this project uses (291 images, ~60 MB). Batches are a pure function of
 ``(seed, rank, iteration)``, so a resumed run sees exactly the batches an uninterrupted run
 would have seen, with no sampler state to save.
+
+Images smaller than the patch are mirror-padded (:class:`PatchSampler`), not refused: the
+classic sets hold such images (51 of T91's 91 are below a 48-pixel LR patch at x4, t20 is
+19x19 LR; BSD200 has none), and the shipped checkpoint was trained that way. The trainer says
+how many are padded and refuses a patch that no image holds (:func:`largest_patch`), where
+every patch would be mostly mirrored copies.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
+from seemore.common.progress import progress as progress_bar
 from seemore.imresize import imresize
 from seemore.paths import DataError
 
@@ -93,7 +99,9 @@ def load_training_images(folders: Sequence[Path], scale: int, progress: bool = T
     """Read and degrade every image of ``folders`` once (see the module docstring for layouts)."""
     sources = [pair for folder in folders for pair in _image_sources(Path(folder), scale)]
     images = []
-    for hr_path, lr_path in tqdm(sources, desc="loading training images", disable=not progress, leave=False):
+    # progress_bar: a live bar on a terminal, a summary line in a log (not one line per redraw).
+    for hr_path, lr_path in progress_bar(sources, desc="loading training images", unit="img", enabled=progress,
+                                         leave=False):
         hr = read_rgb(hr_path)
         if lr_path is None:
             hr, lr = degrade(hr, scale)
@@ -106,6 +114,28 @@ def load_training_images(folders: Sequence[Path], scale: int, progress: bool = T
     return images
 
 
+def largest_patch(images: Sequence[TrainImage]) -> tuple[int, TrainImage]:
+    """The largest LR patch side that some image holds without padding, and that image."""
+    best = max(images, key=lambda im: min(im.lr.shape[:2]))
+    return min(best.lr.shape[:2]), best
+
+
+def padded_images(images: Sequence[TrainImage], patch_size: int) -> list[TrainImage]:
+    """The images whose LR side is below ``patch_size`` (mirror-padded by :class:`PatchSampler`)."""
+    return [im for im in images if min(im.lr.shape[:2]) < patch_size]
+
+
+def padding_bytes(images: Sequence[TrainImage], patch_size: int, scale: int) -> int:
+    """Memory the padded copies of :class:`PatchSampler` add on top of the loaded images (uint8 LR + HR)."""
+    extra = 0
+    for im in images:
+        h, w = im.lr.shape[:2]
+        grown = max(h, patch_size) * max(w, patch_size)
+        if grown > h * w:  # _pad_to copies the whole image, so a padded one costs its new size
+            extra += 3 * grown * (1 + scale * scale)
+    return extra
+
+
 def _pad_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
     """Mirror-pad an image up to at least (h, w) so small images still yield full patches."""
     ph, pw = max(0, h - img.shape[0]), max(0, w - img.shape[1])
@@ -116,6 +146,9 @@ def _pad_to(img: np.ndarray, h: int, w: int) -> np.ndarray:
 
 class PatchSampler:
     """Random aligned LR/HR patches with flips and 90-degree rotations.
+
+    An image smaller than the patch is mirror-padded up to it once, up front (see the module
+    docstring for why it is not refused; callers that want a limit check :func:`largest_patch`).
 
     Batch ``i`` depends only on ``(seed, rank, i)``: resuming at iteration ``i`` replays the
     exact data stream, and ranks of a distributed run draw independent batches.
