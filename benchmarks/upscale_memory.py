@@ -103,15 +103,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from seemore.checkpoint import load_model
     from seemore.common.progress import progress
-    from seemore.imageio import ImageError, output_format
     from seemore.tiling import plan_tiles
-    from seemore.upscale import upscale_file
+    from seemore.upscale import parse_format, upscale_file
 
-    fmt = args.format.lower().lstrip(".")
-    try:
-        output_format(f"x.{fmt}")
-    except ImageError:
-        raise cli.UsageError(f"--format {args.format}: not a format this install can write") from None
+    fmt = parse_format(args.format)
     torch.set_num_threads(args.threads)
     height, width = args.size
     tile = args.tile or None

@@ -126,17 +126,24 @@ def _load_into(model: SeemoRe, sd: Mapping[str, torch.Tensor], path: Path) -> No
     want = model.config.name
     if fits is not None:
         raise CheckpointError(f"{path}: weights are for {fits.name}, not {want}")
-    missing = sorted(ref.keys() - sd.keys())[:3]
-    unexpected = sorted(sd.keys() - ref.keys())[:3]
-    wrong = [k for k in ref if k in sd and ref[k].shape != sd[k].shape][:3]
+    raise CheckpointError(f"{path}: does not fit {want} or any registered variant ({describe_mismatch(ref, sd)})")
+
+
+def describe_mismatch(reference: Mapping[str, torch.Tensor], loaded: Mapping[str, torch.Tensor]) -> str:
+    """How ``loaded`` fails to fit ``reference``: the first few missing, unexpected and wrongly
+    shaped names (empty when it fits)."""
+    missing = sorted(reference.keys() - loaded.keys())[:3]
+    unexpected = sorted(loaded.keys() - reference.keys())[:3]
+    wrong = [k for k in reference if k in loaded and reference[k].shape != loaded[k].shape][:3]
     parts = []
     if missing:
         parts.append("missing " + ", ".join(missing))
     if unexpected:
         parts.append("unexpected " + ", ".join(unexpected))
     if wrong:
-        parts.append("wrong shape " + ", ".join(f"{k} {tuple(sd[k].shape)}" for k in wrong))
-    raise CheckpointError(f"{path}: does not fit {want} or any registered variant ({'; '.join(parts)})")
+        parts.append("wrong shape " + ", ".join(
+            f"{k} {tuple(loaded[k].shape)} (expected {tuple(reference[k].shape)})" for k in wrong))
+    return "; ".join(parts)
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

@@ -364,14 +364,21 @@ def _upscale_job(
     return None
 
 
-def _run(args: argparse.Namespace) -> int:
-    """The CLI's work once the flags are parsed; bad arguments raise :class:`cli.UsageError`."""
-    cli.check_json_path(args.json)
-    fmt = args.format.lower().lstrip(".")
+def parse_format(text: str) -> str:
+    """``--format``'s value as a file extension (``.PNG`` -> ``png``); :class:`cli.UsageError` when
+    this install cannot write it."""
+    fmt = text.lower().lstrip(".")
     try:
         output_format(f"x.{fmt}")
     except ImageError:
-        raise cli.UsageError(f"--format {args.format}: not a format this install can write") from None
+        raise cli.UsageError(f"--format {text}: not a format this install can write") from None
+    return fmt
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The CLI's work once the flags are parsed; bad arguments raise :class:`cli.UsageError`."""
+    cli.check_json_path(args.json)
+    fmt = parse_format(args.format)
     tile = args.tile or None
     # Only PyTorch runs here; cli.apply_threads would also import the ExecuTorch runtime.
     torch.set_num_threads(args.threads)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import resource
-import sys
 from pathlib import Path
 
 import torch
@@ -20,7 +18,7 @@ from seemore.train.objective import EMA, sr_loss
 # channels-last), in bytes per LR pixel of one sample per unit of embedding_dim * num_layers:
 # activations dominate, and they are LR-sized feature maps of C channels in each of L groups
 # (the upsampler's and the loss's HR tensors are within the noise: x2 and x4 agree to 5 %).
-# Calibrated as the peak-RSS growth (resource.getrusage) of 2 steps in a fresh process, 1 thread,
+# Calibrated as the peak-RSS growth (VmHWM) of 2 steps in a fresh process, 1 thread,
 # torch 2.13 CPU, 2-core Xeon; one process per measurement:
 #   .venv/bin/python -c "from seemore.train import measure_step_memory as m; print(m('seemore_t', 4, 64, 1))"
 # growth in MiB (bytes per unit):
@@ -123,11 +121,31 @@ def _rss_bytes() -> int:
         return 0
 
 
+def _peak_rss_bytes() -> int:
+    """This process's peak resident memory (VmHWM) since it started or since :func:`_reset_peak_rss`.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries that across ``execve``, so a process started
+    by a 2 GB parent (pytest) reports at least 2 GB whatever it does.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    """Start VmHWM again from the current RSS (Linux >= 4.0: ``5`` into ``/proc/self/clear_refs``)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # then the peak counts from the process start, which the caller measured first
+
+
 def measure_step_memory(variant: str, scale: int, patch_size: int, batch_size: int, steps: int = 2) -> int:
     """Peak-RSS growth, in bytes, of ``steps`` CPU training steps (the calibration of :data:`ACTIVATION_BYTES`).
 
-    Meaningful only in a fresh process (the peak is the process's lifetime peak) on Linux.
-    Mirrors :meth:`Trainer._step` with EMA and channels-last, one thread.
+    Linux only (``/proc/self``); best in a fresh process, whose allocator has no free memory to
+    reuse. Mirrors :meth:`Trainer._step` with EMA and channels-last, one thread.
     """
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -136,6 +154,7 @@ def measure_step_memory(variant: str, scale: int, patch_size: int, batch_size: i
     ema = EMA(model, 0.999)
     lr = torch.rand(batch_size, 3, patch_size, patch_size).contiguous(memory_format=torch.channels_last)
     hr = torch.rand(batch_size, 3, patch_size * scale, patch_size * scale)
+    _reset_peak_rss()
     before = _rss_bytes()
     for _ in range(steps):
         loss = sr_loss(model(lr), hr, 0.1)
@@ -143,5 +162,4 @@ def measure_step_memory(variant: str, scale: int, patch_size: int, batch_size: i
         loss.backward()
         optimizer.step()
         ema.update(model)
-    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit - before
+    return _peak_rss_bytes() - before

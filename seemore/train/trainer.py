@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from seemore import cli
-from seemore.checkpoint import atomic_write, infer_config, load_model, save_model
+from seemore.checkpoint import atomic_write, describe_mismatch, infer_config, load_model, save_model
 from seemore.common.progress import progress as progress_bar
 from seemore.config import get_config
 from seemore.model import SeemoRe
@@ -89,18 +89,7 @@ def state_dict_mismatch(reference: dict[str, Tensor], loaded: Any) -> str | None
     """How ``loaded`` fails to fit ``reference`` (first few names of each kind), or None when it fits."""
     if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
         return "not a state_dict of tensors"
-    missing = sorted(reference.keys() - loaded.keys())[:3]
-    unexpected = sorted(loaded.keys() - reference.keys())[:3]
-    wrong = [k for k in reference if k in loaded and reference[k].shape != loaded[k].shape][:3]
-    parts = []
-    if missing:
-        parts.append("missing " + ", ".join(missing))
-    if unexpected:
-        parts.append("unexpected " + ", ".join(unexpected))
-    if wrong:
-        parts.append("wrong shape " + ", ".join(
-            f"{k} {tuple(loaded[k].shape)} (expected {tuple(reference[k].shape)})" for k in wrong))
-    return "; ".join(parts) or None
+    return describe_mismatch(reference, loaded) or None
 
 
 def _rng_state() -> dict[str, Any]:
