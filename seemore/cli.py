@@ -184,12 +184,11 @@ def run_main(prog: str, body: Callable[[], int], expected: Sequence[type[BaseExc
     """
     from seemore.common import interrupt
 
-    interrupt.install()
-    interrupt.reset()
     try:
-        status = body()
-        if status != 130:  # (130: the body reported its interruption itself, e.g. training)
-            interrupt.check()  # a Ctrl-C that Python swallowed in a callback still stops with 130
+        with interrupt.armed():
+            status = body()
+            if status != 130:  # (130: the body reported its interruption itself, e.g. training)
+                interrupt.check()  # a Ctrl-C that Python swallowed in a callback still stops with 130
         return status
     except UsageError as exc:
         return fail(prog, str(exc), 2)

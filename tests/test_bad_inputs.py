@@ -200,7 +200,17 @@ def _python(*args: str) -> subprocess.Popen[str]:
 
 def test_ctrl_c_while_starting_up_is_one_line() -> None:
     process = _python("mobile/export_executorch.py", "--help")
-    time.sleep(0.3)  # inside the torch import
+    # Inside the torch import: libtorch is mapped (seemore/__init__ has run and torch is loading).
+    # A signal before the interpreter is up would just kill it silently, which is not our code.
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if "libtorch" in maps.read_text():
+                break
+        except OSError:
+            pass
+        time.sleep(0.005)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     if process.returncode == 0:

@@ -7,20 +7,24 @@ measured to be swallowed this way and the export then finished with status 0. So
 installed by :func:`install` also records the interrupt; :func:`check` raises it again at the
 places that matter (every atomic write checks before renaming into place, and
 ``seemore.cli.run_main`` checks when the work returns), and the swallowed one's traceback is
-not printed.
+not printed. :func:`check` acts only while a CLI's work runs (:func:`armed`): a program that
+imports seemore, catches a Ctrl-C itself and goes on keeps Python's behaviour.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 _interrupted = threading.Event()
 _installed = False
+_armed = False
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
@@ -57,9 +61,25 @@ def interrupted() -> bool:
 
 
 def check() -> None:
-    """Raise KeyboardInterrupt if Ctrl-C was pressed, even when its first raise was swallowed."""
-    if _interrupted.is_set():
+    """Raise KeyboardInterrupt if Ctrl-C was pressed during a CLI's work, even when its first
+    raise was swallowed. Outside :func:`armed` (a library user's own program, which may catch
+    KeyboardInterrupt and go on) it does nothing."""
+    if _armed and _interrupted.is_set():
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def armed() -> Iterator[None]:
+    """The span of a CLI's work (``seemore.cli.run_main``): Ctrl-C is recorded from a clean
+    slate, and :func:`check` raises it."""
+    global _armed
+    install()
+    reset()
+    before, _armed = _armed, True
+    try:
+        yield
+    finally:
+        _armed = before
 
 
 def reset() -> None:
@@ -78,20 +98,29 @@ def _program_name() -> str:
 def quiet_uncaught_interrupts() -> None:
     """A Ctrl-C that nothing catches (e.g. while torch is still being imported) prints one line.
 
-    Python would print a traceback through the import machinery; its exit status (killed by
-    SIGINT, 130 in a shell) is kept. Only for non-interactive runs: a REPL user keeps Python's
-    display.
+    Python would print a traceback through the import machinery. Worse, a Ctrl-C inside numpy's
+    own import leaves numpy half-initialised, and the next import that touches it (scipy) fails
+    with a RecursionError, which then looks like a bug. So from here on SIGINT is recorded (the
+    handler of :func:`install`, which raises KeyboardInterrupt like Python's own), and any
+    exception that ends the program after a Ctrl-C is reported as the interruption: one line,
+    status 130 (a KeyboardInterrupt itself keeps Python's exit by SIGINT, 130 in a shell).
+    Only for non-interactive runs: a REPL user keeps Python's behaviour.
     """
     if hasattr(sys, "ps1") or sys.flags.interactive:
         return
     previous = sys.excepthook
     if getattr(previous, "_seemore_quiet", False):
         return
+    install()
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
         if issubclass(kind, KeyboardInterrupt):
             print(f"{_program_name()}: interrupted", file=sys.stderr)
             return
+        if _interrupted.is_set():  # a failure caused by the interrupt (half-imported modules)
+            print(f"{_program_name()}: interrupted", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(130)
         previous(kind, value, tb)
 
     hook._seemore_quiet = True  # type: ignore[attr-defined]
