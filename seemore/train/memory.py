@@ -18,8 +18,9 @@ from seemore.train.objective import EMA, sr_loss
 # channels-last), in bytes per LR pixel of one sample per unit of embedding_dim * num_layers:
 # activations dominate, and they are LR-sized feature maps of C channels in each of L groups
 # (the upsampler's and the loss's HR tensors are within the noise: x2 and x4 agree to 5 %).
-# Calibrated as the peak-RSS growth (VmHWM) of 2 steps in a fresh process, 1 thread,
-# torch 2.13 CPU, 2-core Xeon; one process per measurement:
+# Calibrated as the peak-RSS growth of 2 steps in a fresh process started from a shell (ru_maxrss then;
+# measure_step_memory reads VmHWM now, which does not need that: T x4 64/1 gave 422 MiB, x2 32/1 132 MiB),
+# 1 thread, torch 2.13 CPU, 2-core Xeon; one process per measurement:
 #   .venv/bin/python -c "from seemore.train import measure_step_memory as m; print(m('seemore_t', 4, 64, 1))"
 # growth in MiB (bytes per unit):
 #   seemore_t x4 (C*L 216): patch 32 batch 1: 129 (611); 64/1: 462 (547), with 8 steps 464 (550);
