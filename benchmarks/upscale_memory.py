@@ -4,7 +4,7 @@ Generates a photo-like input of ``--size`` (LR, height x width; default 3000x400
 landscape photo; smooth gradients, soft shapes and sensor-like noise, made here, nothing
 downloaded), upscales it with the shipped model through :func:`seemore.upscale.upscale_file`
 (the CLI's streamed path) and prints the input and output sizes, tile, windows, seconds, the
-rolling band buffer's size and the process's peak RSS (``ru_maxrss``), before and after the
+rolling band buffer's size and the process's peak RSS (``VmHWM``), before and after the
 upscale. Meant to be run under ``/usr/bin/time -v`` for a second opinion on the peak:
 
     /usr/bin/time -v .venv/bin/python benchmarks/upscale_memory.py
@@ -18,9 +18,7 @@ unless ``--keep DIR`` names a folder to keep them in.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -29,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from seemore import cli
+from seemore.common.memory import peak_rss_bytes
 
 PROG = "upscale_memory.py"
 DEFAULT_SIZE = (3000, 4000)
@@ -60,9 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports ru_maxrss in KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+    """Peak resident set size of this process so far, MiB (:func:`seemore.common.memory.peak_rss_bytes`)."""
+    return peak_rss_bytes() / (1 << 20)
 
 
 def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:

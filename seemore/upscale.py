@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from seemore import cli
 from seemore.checkpoint import CheckpointError, list_shipped, load_model
-from seemore.common.progress import LogProgress, progress, write_line
+from seemore.common.progress import progress, write_line
 from seemore.imageio import (
     ImageError,
     Picture,
@@ -202,14 +202,6 @@ def _dedupe(jobs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], lis
 # CLI
 
 
-def _release(bar: Any, interrupted: bool = False) -> None:
-    """Close a progress bar. After Ctrl-C a log's bar (:class:`LogProgress`) is left unclosed:
-    its summary line would come before the one ``interrupted`` line; a terminal bar is closed
-    so that the line starts on a fresh row."""
-    if not (interrupted and isinstance(bar, LogProgress)):
-        bar.close()
-
-
 class _WindowBar:
     """Progress callback that opens a nested bar once an image turns out to need several passes."""
 
@@ -226,10 +218,10 @@ class _WindowBar:
             )
         self.bar.update(done - self.bar.n)
 
-    def close(self, interrupted: bool = False) -> None:
-        """Close the bar (see :func:`_release`)."""
+    def close(self) -> None:
+        """Close the bar (after Ctrl-C a log's bar closes without its summary line)."""
         if self.bar is not None:
-            _release(self.bar, interrupted)
+            self.bar.close()
             self.bar = None
 
 
@@ -351,16 +343,13 @@ def _upscale_job(
     windows = _WindowBar(src.name, enabled)
     try:
         return upscale_file(model, src, dst, tile, args.overlap, args.routing, progress=windows)
-    except KeyboardInterrupt:
-        windows.close(interrupted=True)
-        raise
     except ImageError as exc:
         _error(str(exc))
     except Exception as exc:  # e.g. out of memory: report, keep going with the other files
         lines = str(exc).strip().splitlines()
         _error(f"{src}: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""))
     finally:
-        windows.close()  # (nothing left to close after Ctrl-C)
+        windows.close()
     return None
 
 
@@ -417,10 +406,8 @@ def _run(args: argparse.Namespace) -> int:
                 f"{src} -> {dst}  ({w}x{h} -> {big_w}x{big_h}, {result.mode}, "
                 f"{n} tile{'s' if n != 1 else ''}, {result.seconds:.1f} s)"
             )
-    except KeyboardInterrupt:  # run_main prints the one line and returns 130
-        _release(bar, interrupted=True)
-        raise
-    _release(bar)
+    finally:  # (after Ctrl-C run_main prints the one line and returns 130)
+        bar.close()
     elapsed = time.perf_counter() - start
     name = getattr(model.config, "name", "model")
     print(

@@ -143,7 +143,9 @@ class LogProgress:
         if self._closed:
             return
         self._closed = True
-        if interrupt.interrupted():  # after Ctrl-C the one "interrupted" line is the last word
+        # After Ctrl-C the one "interrupted" line is the last word: a recorded SIGINT, or a
+        # KeyboardInterrupt being handled right now (close() called from an except/finally).
+        if interrupt.interrupted() or isinstance(sys.exc_info()[1], KeyboardInterrupt):
             return
         if self.leave or time.monotonic() - self._start >= self.every_s:
             self.write(self.line())

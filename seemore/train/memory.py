@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from seemore.common.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
 from seemore.config import get_config
 from seemore.model import SeemoRe
 from seemore.train.config import MIN_PATCH_SIZE, ConfigError, TrainConfig
@@ -114,34 +115,6 @@ def check_memory(cfg: TrainConfig, device: torch.device, extra: int = 0, what: s
     )
 
 
-def _rss_bytes() -> int:
-    """Resident memory of this process now (Linux /proc; 0 elsewhere)."""
-    try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _peak_rss_bytes() -> int:
-    """This process's peak resident memory (VmHWM) since it started or since :func:`_reset_peak_rss`.
-
-    Not ``getrusage``'s ``ru_maxrss``: Linux carries that across ``execve``, so a process started
-    by a 2 GB parent (pytest) reports at least 2 GB whatever it does.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status")
-
-
-def _reset_peak_rss() -> None:
-    """Start VmHWM again from the current RSS (Linux >= 4.0: ``5`` into ``/proc/self/clear_refs``)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # then the peak counts from the process start, which the caller measured first
-
-
 def measure_step_memory(variant: str, scale: int, patch_size: int, batch_size: int, steps: int = 2) -> int:
     """Peak-RSS growth, in bytes, of ``steps`` CPU training steps (the calibration of :data:`ACTIVATION_BYTES`).
 
@@ -155,12 +128,12 @@ def measure_step_memory(variant: str, scale: int, patch_size: int, batch_size: i
     ema = EMA(model, 0.999)
     lr = torch.rand(batch_size, 3, patch_size, patch_size).contiguous(memory_format=torch.channels_last)
     hr = torch.rand(batch_size, 3, patch_size * scale, patch_size * scale)
-    _reset_peak_rss()
-    before = _rss_bytes()
+    reset_peak_rss()
+    before = rss_bytes()
     for _ in range(steps):
         loss = sr_loss(model(lr), hr, 0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         ema.update(model)
-    return _peak_rss_bytes() - before
+    return peak_rss_bytes() - before
