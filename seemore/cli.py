@@ -65,7 +65,8 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _size_type(text: str) -> tuple[int, int]:
+def size_type(text: str) -> tuple[int, int]:
+    """:func:`parse_size` as an argparse ``type`` (a bad size is argparse's usage error)."""
     try:
         return parse_size(text)
     except UsageError as exc:
@@ -102,7 +103,7 @@ def add_model(p: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL, h
 def add_size(p: argparse.ArgumentParser, default: tuple[int, int] | None = DEFAULT_LR_SIZE, what: str = "") -> None:
     """``--size HxW``: the LR input size, parsed to ``(H, W)``."""
     shown = f" (default: {default[0]}x{default[1]})" if default else ""
-    p.add_argument("--size", type=_size_type, default=default, metavar="HxW",
+    p.add_argument("--size", type=size_type, default=default, metavar="HxW",
                    help=f"LR input size, height x width{what}{shown}")
 
 

@@ -6,12 +6,16 @@ Steps, each a thin call into the library, each writing into ``--out``:
 2. ``evaluate``: the shipped SeemoRe-T x4 and MATLAB bicubic on Set5/Set14 (``seemore.evaluate``)
    -> ``eval.json``
 3. ``upscale``: the shipped model on a sample image (``seemore.upscale``) -> ``upscaled/``
-4. ``quantize``: PTQ and QAT INT8 for XNNPACK with the default recipe (``quantization/qat.py``)
-   -> ``quantization/`` (the QAT program, its contract, ``qat.json``)
+4. ``quantize``: PTQ and QAT INT8 with the default recipe for XNNPACK and for Core ML
+   (``quantization/qat.py --backend xnnpack|coreml``) -> ``quantization/`` (the QAT programs,
+   their contracts, ``qat.json`` and ``qat_coreml.json``)
 5. ``export``: ExecuTorch XNNPACK FP32, XNNPACK INT8 (from the QAT program) and Vulkan FP16
    at 1x3x180x320 (``mobile/export_executorch.py``) -> ``executorch/``
-6. ``parity``: every artifact in ``executorch/`` in its runtime against PyTorch on Set5/Set14
-   (``mobile/parity.py``) -> ``parity.json``
+6. ``coreml``: Core ML FP16, W8A8 (from the Core ML QAT program), int8-weight and 6-bit
+   palettized packages and the Core ML-delegated ``.pte`` (``mobile/export_coreml.py``)
+   -> ``coreml/``
+7. ``parity``: every artifact in ``executorch/`` and ``coreml/`` against PyTorch on Set5/Set14
+   (``mobile/parity.py``; Core ML packages by evaluating their MIL programs) -> ``parity.json``
 
 Data come from the data root (``--data-root``, ``$SEEMORE_DATA`` or ``../shared/data``); without
 one, the bundled sample photos are used and the pipeline says so.
@@ -50,10 +54,18 @@ class PipelineContext:
     threads: int
     export_size: tuple[int, int] = (180, 320)
     qat_steps: int | None = None
-    # Set by the quantize step, read by the export step.
-    int8_program: Path | None = None
+    # Set by the quantize step (per quantizer backend), read by the export steps.
+    int8_programs: dict[str, Path] = field(default_factory=dict)
     # Bounds that a step found failed (reported at the end; the exit code is then 1).
     failures: list[str] = field(default_factory=list)
+    # The steps selected: the quantize step makes only the programs the selected export steps
+    # lower (all of them when no export step is selected).
+    steps: tuple[str, ...] = ()
+
+    @property
+    def quantize_only(self) -> bool:
+        """True when no selected step lowers an INT8 program."""
+        return not any(step in self.steps for step in QUANT_FOR_STEP.values())
 
     def write_text(self, name: str, text: str) -> Path:
         """Write ``text`` atomically to ``out/name``."""
@@ -110,32 +122,46 @@ def step_upscale(ctx: PipelineContext) -> str:
     return f"{source.name} {result.in_size} -> {target} {result.out_size}, {result.windows} window(s)"
 
 
+# The quantizers the quantize step trains programs for, each one's summary file, and the
+# export step that lowers its program.
+QUANT_BACKENDS: dict[str, str] = {"xnnpack": "qat.json", "coreml": "qat_coreml.json"}
+QUANT_FOR_STEP: dict[str, str] = {"xnnpack": "export", "coreml": "coreml"}
+
+
 def step_quantize(ctx: PipelineContext) -> str:
-    """PTQ and QAT INT8 (XNNPACK quantizer, default recipe) as ``python quantization/qat.py`` runs it."""
+    """PTQ and QAT INT8 (default recipe) for each of :data:`QUANT_BACKENDS`, as
+    ``python quantization/qat.py --backend <backend>`` runs it."""
     from seemore.checkpoint import resolve_model_path
     from seemore.contract import ExportSpec
     from seemore.quantize import QATSettings, format_summary, run_quantization
 
     checkpoint = resolve_model_path(ctx.model_name)
-    model = load_model(checkpoint)
-    settings = QATSettings() if ctx.qat_steps is None else QATSettings(steps=ctx.qat_steps)
     height, width = ctx.export_size
-    spec = ExportSpec("xnnpack", "int8", height, width, scale=model.scale)
-    result = run_quantization(model, settings, ctx.out / "quantization", checkpoint=checkpoint,
-                              data_root=ctx.data_root, spec=spec)
-    print(format_summary(result))
-    ctx.write_json("quantization/qat.json", result.to_dict())
-    ctx.int8_program = Path(result.program) if result.program else None
-    drop = result.drop_db("qat_int8")
-    ptq = result.drop_db("ptq_int8")
-    return f"Set5 drop vs FP32: PTQ {ptq:.3f} dB, QAT {drop:.3f} dB -> {result.program}"
+    parts = []
+    for backend, summary_file in QUANT_BACKENDS.items():
+        if ctx.steps and QUANT_FOR_STEP[backend] not in ctx.steps and not ctx.quantize_only:
+            continue  # no selected export step lowers this quantizer's program
+        print(f"--- {backend} ---", flush=True)
+        model = load_model(checkpoint)
+        steps = {} if ctx.qat_steps is None else {"steps": ctx.qat_steps}
+        settings = QATSettings(backend=backend, **steps)
+        spec = ExportSpec(backend, "int8", height, width, scale=model.scale)
+        result = run_quantization(model, settings, ctx.out / "quantization", checkpoint=checkpoint,
+                                  data_root=ctx.data_root, spec=spec)
+        print(format_summary(result))
+        ctx.write_json(f"quantization/{summary_file}", result.to_dict())
+        if result.program:
+            ctx.int8_programs[backend] = Path(result.program)
+        parts.append(f"{backend}: Set5 drop vs FP32 PTQ {result.drop_db('ptq_int8'):.3f} dB, "
+                     f"QAT {result.drop_db('qat_int8'):.3f} dB")
+    return "; ".join(parts)
 
 
-def step_export(ctx: PipelineContext) -> str:
-    """The ExecuTorch targets (XNNPACK FP32/INT8, Vulkan FP16) with contracts and export checks.
+def export_cli_targets(ctx: PipelineContext, runtime: str) -> str:
+    """What ``mobile/export_<runtime>.py`` exports by default, into ``<out>/<runtime>/``.
 
-    INT8 comes from the quantize step's program (or, when that step did not run, the program of
-    this checkpoint in ``quantization/``, found by its SHA-256).
+    INT8 comes from the quantize step's program of the target's quantizer (or, when that step
+    did not run, the program of this checkpoint in ``quantization/``, found by its SHA-256).
     """
     from seemore.checkpoint import resolve_model_path
     from seemore.export import DEFAULT_TARGETS, ExportOptions, export_targets, get_target
@@ -143,29 +169,51 @@ def step_export(ctx: PipelineContext) -> str:
     checkpoint = resolve_model_path(ctx.model_name)
     model = load_model(checkpoint)
     height, width = ctx.export_size
-    targets = [get_target(name) for name in DEFAULT_TARGETS["executorch"]]
-    options = ExportOptions(height=height, width=width, data_root=ctx.data_root, int8_program=ctx.int8_program,
-                            program_dirs=(ctx.out / "quantization",))
-    results = export_targets(model, targets, ctx.out / "executorch", checkpoint, options,
-                             progress=lambda msg: print(msg, flush=True))
+    results = []
+    for name in DEFAULT_TARGETS[runtime]:
+        target = get_target(name)
+        program = ctx.int8_programs.get(target.quantizer) if target.quantizer else None
+        options = ExportOptions(height=height, width=width, data_root=ctx.data_root, int8_program=program,
+                                program_dirs=(ctx.out / "quantization",))
+        results += export_targets(model, [target], ctx.out / runtime, checkpoint, options,
+                                  progress=lambda msg: print(msg, flush=True))
     parts = []
     for r in results:
         check = r.check
         state = f"{check['psnr_db']:.1f} dB {check.get('status')}" if check.get("ran") else "not run"
-        parts.append(f"{r.spec.tag} {r.contract.structure.get('partitions')} partition(s) [{state}]")
+        size = f"{r.contract.artifact.bytes / 1e6:.2f} MB"
+        parts.append(f"{r.spec.tag} {size}, {r.contract.structure.get('partitions')} partition(s) [{state}]")
         if r.failed:
             ctx.failures.append(f"export check of {r.name}")
     return "; ".join(parts)
 
 
+def step_export(ctx: PipelineContext) -> str:
+    """The ExecuTorch targets (XNNPACK FP32/INT8, Vulkan FP16) with contracts and export checks."""
+    return export_cli_targets(ctx, "executorch")
+
+
+def step_coreml(ctx: PipelineContext) -> str:
+    """The Core ML packages (FP16, W8A8, int8 weights, 6-bit palettes) and the Core ML-delegated .pte."""
+    return export_cli_targets(ctx, "coreml")
+
+
+# The folders the parity step checks (what the export steps wrote).
+PARITY_FOLDERS: tuple[str, ...] = ("executorch", "coreml")
+
+
 def step_parity(ctx: PipelineContext) -> str:
-    """The parity table of every artifact in ``executorch/`` (as ``python mobile/parity.py``)."""
-    from seemore.parity import format_results, results_json, run_parity
+    """The parity table of every artifact in :data:`PARITY_FOLDERS` (as ``python mobile/parity.py``)."""
+    from seemore.parity import format_results, run_parity
 
     sets = ("Set5", "Set14")
-    results = run_parity(ctx.out / "executorch", ctx.data_root, sets)
+    results = []
+    for folder in PARITY_FOLDERS:
+        if (ctx.out / folder).is_dir():
+            results += run_parity(ctx.out / folder, ctx.data_root, sets)
     print(format_results(results))
-    ctx.write_json("parity.json", results_json(ctx.out / "executorch", sets, results))
+    ctx.write_json("parity.json", {"root": str(ctx.out), "folders": list(PARITY_FOLDERS), "sets": list(sets),
+                                   "results": [r.to_dict() for r in results]})
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -180,6 +228,7 @@ STEPS: dict[str, Callable[[PipelineContext], str]] = {
     "upscale": step_upscale,
     "quantize": step_quantize,
     "export": step_export,
+    "coreml": step_coreml,
     "parity": step_parity,
 }
 
@@ -222,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             raise cli.UsageError(str(exc)) from None
         # The same thread count on every machine: the quantize step's numbers depend on it.
         torch.set_num_threads(args.threads)
-        ctx = PipelineContext(args.out, data_root, args.model, args.threads, args.size, args.qat_steps)
+        ctx = PipelineContext(args.out, data_root, args.model, args.threads, args.size, args.qat_steps,
+                              steps=tuple(args.steps))
         print(f"data root: {data_root if data_root else 'none (bundled sample photos)'}; model: {args.model}; "
               f"{args.threads} threads")
         for name in args.steps:

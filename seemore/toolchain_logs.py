@@ -11,9 +11,11 @@ users who import :mod:`seemore` keep the toolchain's defaults; only the CLIs cal
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 _NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
 
@@ -41,3 +43,34 @@ def quiet_info_logs() -> Iterator[None]:
         yield
     finally:
         logging.disable(previous)
+
+
+def import_coremltools() -> Any:
+    """``import coremltools`` without its import-time warnings.
+
+    On Linux coremltools logs "Failed to load _MLModelProxy ..." for each native class it lacks
+    (prediction is macOS-only) and that torch 2.13 "has not been tested"; neither is actionable
+    (this project pins the toolchain it has checked), and each import repeats them on stderr.
+    """
+    logger = logging.getLogger("coremltools")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import coremltools
+
+        return coremltools
+    finally:
+        logger.setLevel(previous)
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[io.StringIO]:
+    """Capture what a toolchain writes to ``sys.stderr`` (coremltools' per-pass tqdm bars).
+
+    The CLI's own progress bar and one-line errors are what belongs on stderr; the captured
+    text is yielded so a caller can still show it when the step fails.
+    """
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer):
+        yield buffer
+

@@ -65,7 +65,7 @@ def test_contract_round_trip(tmp_path: Path, precision: str) -> None:
     assert back.to_dict() == ArtifactContract.from_json(contract.to_json()).to_dict()
     assert back.spec == contract.spec and back.source.checkpoint == "weights.safetensors"
     assert back.export_check["psnr_db"] == "inf", "JSON has no infinity: written as a string"
-    assert back.version == 2 and back.format == "seemore-mobile/contract"
+    assert back.version == 3 and back.format == "seemore-mobile/contract"
     assert (back.quantization is not None) == (precision == "int8")
     if back.quantization is not None:
         assert back.quantization.program.path == "model.pt2"

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from conftest import small_model
 
 from seemore import create_model, list_shipped, load_model, save_model
+from seemore.contract.spec import ExportSpec
 from seemore.deploy import (
+    CONTEXT_UPSAMPLE,
+    FLOAT_MODULES,
+    ContextUpsample,
     DeploySeemoRe,
     TopKRoutingMask,
+    bilinear_matrix,
     convert_state_dict,
     moe_layers,
     shuffle_permutation,
 )
+from seemore.deploy.capture import capture_for_quantization, deploy_form
 from seemore.export.calibration import center_crop, load_rgb
 from seemore.model import SeemoRe, channel_shuffle, topk_mask
 from seemore.paths import bundled_images, resolve_data_root
@@ -236,3 +245,125 @@ def test_deploy_equals_shipped_checkpoint_on_real_images() -> None:
     x = lr_images(2, 48, 64)
     with torch.no_grad():
         assert (dep(x) - ref(x)).abs().max().item() <= TOL
+
+
+# (h, w) -> (H, W): exact multiples (x16, x4), the context of a 180x320 input (11x20, fractional),
+# 1 -> N, N -> N, a downscale and odd fractional sizes.
+RESIZES = [((4, 6), (64, 96)), ((45, 80), (180, 320)), ((11, 20), (180, 320)), ((1, 1), (16, 7)),
+           ((1, 5), (9, 5)), ((7, 9), (7, 9)), ((3, 2), (50, 33)), ((12, 12), (5, 7))]
+
+
+@pytest.mark.parametrize(("small", "big"), RESIZES)
+def test_matmul_context_upsample_equals_bilinear_interpolate(small: tuple[int, int], big: tuple[int, int]) -> None:
+    g = torch.Generator().manual_seed(sum(small + big))
+    up = ContextUpsample("matmul")
+    # U[0, 1) values, like images: both forms round the source coordinate in fp32 (in/out is
+    # inexact), so their difference grows with the step between neighbouring pixels.
+    x = torch.rand(2, 3, *small, generator=g)
+    want = F.interpolate(x, size=big, mode="bilinear", align_corners=False)
+    got = up(x, big)
+    assert got.shape == want.shape
+    assert (got - want).abs().max().item() <= 1e-6
+    assert torch.equal(ContextUpsample("bilinear")(x, big), want)
+    # In fp64 (matrices built in fp64 too) the two are the same formula: equal to rounding.
+    x64 = torch.randn(2, 3, *small, generator=g, dtype=torch.float64)
+    want64 = F.interpolate(x64, size=big, mode="bilinear", align_corners=False)
+    assert (up(x64, big) - want64).abs().max().item() <= 1e-12
+
+
+def test_bilinear_matrix_rows_are_interpolation_weights() -> None:
+    a = bilinear_matrix(180, 11, torch.zeros(1))
+    assert a.shape == (180, 11) and a.dtype == torch.float32
+    assert (a >= 0).all() and torch.allclose(a.sum(1), torch.ones(180), atol=1e-6)
+    # Clamped at both borders: the first and last output rows copy the first and last input pixel.
+    assert torch.equal(a[0], torch.eye(11)[0]) and torch.equal(a[-1], torch.eye(11)[-1])
+    assert torch.equal(bilinear_matrix(7, 7, torch.zeros(1)), torch.eye(7))
+    assert torch.equal(bilinear_matrix(5, 1, torch.zeros(1)), torch.ones(5, 1))
+    assert bilinear_matrix(4, 2, torch.zeros(1, dtype=torch.float16)).dtype == torch.float16
+    with pytest.raises(ValueError, match="unknown context upsample mode"):
+        ContextUpsample("nearest")
+
+
+def upsample_modes(model: torch.nn.Module) -> set[str]:
+    return {m.mode for m in model.modules() if isinstance(m, ContextUpsample)}
+
+
+def test_only_coreml_gets_the_matmul_context_upsample() -> None:
+    ref = seeded("seemore_t", num_layers=1)
+    assert CONTEXT_UPSAMPLE == {"coreml": "matmul"} and ContextUpsample in FLOAT_MODULES
+    assert upsample_modes(deploy_form(ref)) == {"bilinear"}
+    for backend in ("xnnpack", "vulkan", "litert", "cpu"):
+        assert upsample_modes(deploy_form(ref, backend)) == {"bilinear"}, backend
+    coreml = deploy_form(ref, "coreml")
+    assert upsample_modes(coreml) == {"matmul"} and coreml.context_upsample == "matmul"
+    assert upsample_modes(DeploySeemoRe.from_state_dict(ref.state_dict(), ref.config, "coreml")) == {"matmul"}
+    # Same parameters and buffers in every form; a deploy form is returned as it is.
+    default = deploy_form(ref)
+    assert all(torch.equal(v, coreml.state_dict()[k]) for k, v in default.state_dict().items())
+    assert deploy_form(coreml, "xnnpack") is coreml and deploy_form(default, "coreml") is default
+    names = {str(n.target) for n in torch.export.export(
+        coreml, (torch.full((1, 3, 32, 48), 0.5),), strict=False).graph.nodes if n.op == "call_function"}
+    assert not any("upsample_bilinear" in n for n in names) and any("matmul" in n for n in names)
+
+
+@pytest.mark.parametrize("variant", ["seemore_t", "seemore_b"])
+def test_coreml_deploy_form_equals_reference_on_real_images(variant: str) -> None:
+    ref = seeded(variant)
+    dep = deploy_form(ref, "coreml")
+    x = lr_images(2, 40, 56)  # context 2x3 -> 40x56: fractional factors
+    with torch.no_grad():
+        assert (dep(x) - ref(x)).abs().max().item() <= TOL
+
+
+def test_coreml_deploy_form_equals_shipped_checkpoint_on_real_images() -> None:
+    if "seemore_t_x4" not in list_shipped():
+        pytest.skip("no shipped seemore_t_x4 checkpoint yet")
+    ref = load_model("seemore_t_x4")
+    dep = DeploySeemoRe.from_checkpoint("seemore_t_x4", "coreml")
+    x = lr_images(2, 60, 80)
+    with torch.no_grad():
+        assert (dep(x) - ref(x)).abs().max().item() <= TOL
+
+
+def test_coreml_form_captures_with_dynamic_shapes() -> None:
+    ref = seeded("seemore_t", num_layers=1)
+    dep = deploy_form(ref, "coreml")
+    captured = capture_for_quantization(ref, ExportSpec(backend="coreml", precision="int8", height=48, width=64))
+    assert not any("upsample_bilinear" in str(n.target) for n in captured.graph.nodes if n.op == "call_function")
+    for shape in ((1, 40, 56), (2, 64, 100)):
+        x = lr_images(shape[0], shape[1], shape[2])
+        with torch.no_grad():
+            got, want = captured(x), dep(x)
+        assert got.shape == want.shape
+        assert (got - want).abs().max().item() <= 1e-6
+        assert (got - ref(x)).abs().max().item() <= TOL
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_coreml_program_folds_the_interpolation_matrices() -> None:
+    import logging
+
+    ct = pytest.importorskip("coremltools")
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    counts: dict[str | None, Counter[str]] = {}
+    for backend in (None, "coreml"):
+        dep = deploy_form(small_model(), backend)
+        with torch.no_grad():
+            program = torch.export.export(dep, (torch.full((1, 3, 32, 48), 0.5),), strict=False)
+        mlmodel = ct.convert(program.run_decompositions({}), convert_to="mlprogram",
+                             minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT16,
+                             skip_model_load=True)
+        ops = list(mlmodel._mil_program.functions["main"].operations)
+        counts[backend] = Counter(op.op_type for op in ops)
+        # Each matmul multiplies the context by a constant (folded) matrix.
+        for op in (o for o in ops if o.op_type == "matmul"):
+            assert (op.x.val is None) != (op.y.val is None), op
+    default, coreml = counts[None], counts["coreml"]
+    assert default["upsample_bilinear"] == 1 and "matmul" not in default
+    # One group: the upsample becomes 2 matmuls with constant matrices. Every other op count is
+    # unchanged: nothing that builds the matrices (range_1d, sub, abs, clip, relu, expand_dims,
+    # transpose, cast) survives coremltools' constant folding.
+    assert coreml["matmul"] == 2 and "upsample_bilinear" not in coreml
+    changed = {op: (default[op], coreml[op]) for op in set(default) | set(coreml)
+               if op not in ("matmul", "const", "upsample_bilinear") and default[op] != coreml[op]}
+    assert not changed, changed

@@ -99,7 +99,7 @@ def test_bounds_are_data_and_a_missing_bound_is_an_error() -> None:
     fp32, int8, fp16 = bound_for("xnnpack", "fp32"), bound_for("xnnpack", "int8"), bound_for("vulkan", "fp16")
     assert (fp32.min_db, fp32.against) == (60.0, "eager") and (int8.min_db, int8.against) == (45.0, "program")
     assert fp16.min_db == 50.0 and fp16.against == "eager" and "fp16" in fp16.why
-    assert all(b.why for b in BOUNDS) and len({(b.backend, b.precision) for b in BOUNDS}) == len(BOUNDS)
+    assert all(b.why for b in BOUNDS) and len({b.key for b in BOUNDS}) == len(BOUNDS)
     assert judge(fp32, 60.5) == "pass" and judge(fp32, 59.0, 80.0) == "FAIL"
     assert judge(int8, 45.0) == "pass"
     # Below 45 dB: "at floor" only when within 1.5 dB of what the reference reproduces itself to.
@@ -108,6 +108,13 @@ def test_bounds_are_data_and_a_missing_bound_is_an_error() -> None:
     assert judge(fp16, 49.0) == "FAIL" and judge(fp16, float("nan")) == "FAIL" and judge(fp16, float("inf")) == "pass"
     with pytest.raises(BoundError, match="no parity bound for litert/fp16"):
         bound_for("litert", "fp16")
+    # Core ML variants: compressed weights have their own bounds; image I/O also limits 8-bit levels.
+    image = bound_for("coreml", "fp16", io="image")
+    assert image.key == "coreml/fp16/image" and image.max_levels == 1
+    assert judge(image, 58.0, None, 1.0) == "pass" and judge(image, 58.0, None, 2.0) == "FAIL"
+    assert bound_for("coreml", "fp16", "w8").min_db < bound_for("coreml", "fp16").min_db
+    with pytest.raises(BoundError, match="coreml/fp16/lut4"):
+        bound_for("coreml", "fp16", "lut4")
 
 
 def test_a_noisy_fp16_artifact_fails_its_bound(exported: dict[str, Any], tmp_path: Path,

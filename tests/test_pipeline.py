@@ -33,12 +33,15 @@ def test_pipeline_quantize_export_parity_steps(tmp_path: Path, capsys: pytest.Ca
     # range like a trained model's) at a small export size; the shipped model runs the same code.
     model, ckpt = saved_small_model(tmp_path, output_in_image_range=True)
     out = tmp_path / "out"
+    # Only the XNNPACK program is made: no Core ML step is selected (its exports are
+    # tests/test_export_coreml.py's, through the same export_targets).
     argv = ["--out", str(out), "--threads", "1", "--model", str(ckpt), "--steps", "quantize", "export", "parity",
             "--qat-steps", "2", "--size", "32x48"]
     assert pipeline.main(argv) == 0
     printed = capsys.readouterr().out
     summary = printed.split("=== summary ===")[1]
     assert "QAT" in summary and "xnnpack_int8" in summary and "1 not run, 2 pass" in summary
+    assert "coreml" not in summary and not (out / "quantization" / "qat_coreml.json").exists()
     qat = json.loads((out / "quantization" / "qat.json").read_text())
     assert set(qat["metrics"]) >= {"fp32", "ptq_int8", "qat_int8"}
     names = sorted(p.name for p in (out / "executorch").glob("*.pte"))

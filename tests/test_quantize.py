@@ -25,7 +25,7 @@ from seemore.common.tensors import image_to_tensor
 from seemore.contract import ExportSpec, contract_path, read_contract
 from seemore.deploy import DeploySeemoRe
 from seemore.paths import resolve_data_root
-from conftest import exit_code, load_script, saved_small_model
+from conftest import exit_code, load_script, saved_small_model, small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 H, W = 32, 48
@@ -139,7 +139,7 @@ def test_calibration_and_training_see_real_training_images_only(run: dict[str, A
 def test_other_backend_quantizers_prepare_train_and_convert(backend: str, run: dict[str, Any]) -> None:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    deploy = DeploySeemoRe.from_reference(run["model"])
+    deploy = DeploySeemoRe.from_reference(run["model"], backend)  # Core ML's: the matmul context upsample
     captured = quantize.capture(deploy, ExportSpec(height=H, width=W))
     prepared = quantize.prepare_qat(captured, backend)
     assert len(quantize.fake_quantizers(prepared)) > 50
@@ -150,6 +150,44 @@ def test_other_backend_quantizers_prepare_train_and_convert(backend: str, run: d
     assert any("quantize_per_tensor" in op for op in ops)
     with torch.no_grad():
         assert converted(x).shape == (4, 3, 128, 128)
+
+
+def test_coreml_quantizer_keeps_the_matmul_context_upsample_float() -> None:
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    try:
+        quantizer = quantize.backend_quantizer("coreml", is_qat=False)
+    except quantize.QuantizeError as exc:
+        pytest.skip(str(exc))
+    model = small_model(output_in_image_range=True)
+    deploy = DeploySeemoRe.from_reference(model, "coreml")
+    captured = quantize.capture(deploy, ExportSpec(backend="coreml", precision="int8", height=H, width=W))
+    prepared = prepare_pt2e(captured, quantizer)
+
+    def upsample_nodes(graph: torch.fx.Graph) -> list[torch.fx.Node]:
+        return [n for n in graph.nodes if n.op == "call_function" and any(
+            str(cls).endswith("ContextUpsample") for _, cls in n.meta.get("nn_module_stack", {}).values())]
+
+    def observer(node: Any) -> bool:
+        return isinstance(node, torch.fx.Node) and node.op == "call_module" and "activation_post_process" in node.target
+
+    inside = upsample_nodes(prepared.graph)
+    *building, output = inside
+    assert "matmul" in str(output.target)
+    # No observer on what builds the matrices or on the first matmul; the output is observed
+    # only as an input of the quantized ``k + ctx`` after the module (as F.interpolate's is),
+    # and the one observed input is the context, the quantized output of the conv before it.
+    assert not any(observer(u) for n in building for u in n.users)
+    assert all(u.op != "call_function" or "add" in str(u.target) for u in output.users)
+    observed = [a for n in inside for a in n.args if observer(a)]
+    assert len(observed) == 1 and "conv" in str(observed[0].args[0].target)
+    g = torch.Generator().manual_seed(0)
+    for shape in ((1, 3, 40, 56), (2, 3, H, W)):
+        prepared(torch.rand(*shape, generator=g))  # calibration at two sizes (dynamic shapes)
+    converted = convert_pt2e(prepared)
+    x = torch.rand(1, 3, H, W, generator=g)
+    with torch.no_grad():
+        assert (converted(x) - deploy(x)).abs().max().item() < 0.05
 
 
 def test_xnnpack_keeps_the_residual_stream_float_and_every_conv_int8(run: dict[str, Any]) -> None:

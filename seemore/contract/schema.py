@@ -1,14 +1,16 @@
 """The artifact contract: one typed, versioned record written beside every artifact.
 
 Every exporter writes one (``<artifact>.json`` beside the file or directory it describes), and
-the parity harness, the profiler and the demo apps read nothing else. Layout of version 2:
+the parity harness, the profiler and the demo apps read nothing else. Layout of version 3:
 
-``format``, ``version``  ``seemore-mobile/contract``, 2
+``format``, ``version``  ``seemore-mobile/contract``, 3 (version 3 added the spec's ``compression``,
+                         ``io``, ``deployment_target`` and ``sizes``, for Core ML)
 ``kind``                 ``runtime`` (a deployable artifact) or ``quantized-program`` (a PT2E
                          ``.pt2`` that exporters lower INT8 artifacts from)
 ``artifact``             path (relative to the contract file), ``file``/``directory``, bytes,
                          SHA-256 (of the bytes, or of the tree for a directory: :func:`tree_sha256`)
-``spec``                 backend, precision, runtime, fixed input shape, batch, scale, layout, I/O dtype
+``spec``                 backend, precision, runtime, fixed input shape, batch, scale, layout, I/O dtype,
+                         weight compression, I/O kind (tensor / image), minimum OS, enumerated sizes
 ``inputs``, ``outputs``  name, shape, dtype, layout and value range of each tensor
 ``tiling``               the rule an app must follow for images of any size
                          (:func:`seemore.tiling.tiling_rule`)
@@ -43,7 +45,7 @@ from typing import Any
 from seemore.contract.spec import ExportSpec, SpecError
 
 CONTRACT_FORMAT = "seemore-mobile/contract"
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
 # The sidecar format of earlier releases, recognised so that it is reported, never misread.
 LEGACY_FORMAT = "seemore-mobile/artifact/1"
 KINDS: tuple[str, ...] = ("runtime", "quantized-program")
@@ -309,6 +311,14 @@ def jsonable(value: Any) -> Any:
 
 def io_records(spec: ExportSpec) -> tuple[list[TensorRecord], list[TensorRecord]]:
     """The input and output tensor records every artifact of ``spec`` has."""
+    if spec.io == "image":
+        # Core ML image types: the shape is the tensor the image becomes inside the program.
+        return (
+            [TensorRecord("lr", list(spec.input_shape), "uint8", "image", [0.0, 255.0],
+                          "low-resolution RGB image (an 8-bit RGB/BGRA pixel buffer); the model divides by 255")],
+            [TensorRecord("sr", list(spec.output_shape), "uint8", "image", [0.0, 255.0],
+                          f"x{spec.scale} RGB image; the model scales to [0, 255] and clamps")],
+        )
     lr = TensorRecord(
         "lr", list(spec.input_shape), spec.io_dtype, spec.layout, [0.0, 1.0],
         "low-resolution RGB, values in [0, 1] (8-bit value / 255), no mean subtraction",

@@ -36,6 +36,15 @@ DEFAULT_RUNTIME: dict[str, str] = {"xnnpack": "executorch", "vulkan": "executorc
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 LAYOUTS: tuple[str, ...] = ("NCHW", "NHWC")
 IO_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
+# Weight compression of an FP16 artifact (Core ML only, ``coremltools.optimize.coreml``):
+# ``w8`` int8 per-channel weights, ``lutN`` N-bit palettized weights (a lookup table).
+COMPRESSIONS: dict[str, tuple[str, ...]] = {"coreml": ("", "w8", "lut6")}
+# How the app hands pixels over: ``tensor`` (float [0, 1] in the spec's layout) or ``image``
+# (Core ML image types: a camera/photo buffer in, an 8-bit image out; the model scales).
+IO_KINDS: dict[str, tuple[str, ...]] = {"coreml": ("tensor", "image")}
+# Minimum OS of the program (Core ML packages and Core ML-delegated .pte files).
+DEPLOYMENT_TARGETS: dict[str, tuple[str, ...]] = {"coreml": ("iOS17", "iOS18")}
+DEFAULT_DEPLOYMENT_TARGET: dict[str, str] = {"coreml": "iOS17"}
 DEFAULT_LR_HEIGHT = 180
 DEFAULT_LR_WIDTH = 320
 
@@ -64,6 +73,12 @@ class ExportSpec:
     layout: str = "NCHW"
     io_dtype: str = "float32"
     runtime: str = ""
+    compression: str = ""
+    io: str = "tensor"
+    deployment_target: str = ""
+    # Further fixed input sizes (H, W) the artifact also accepts (Core ML enumerated shapes);
+    # ``height`` x ``width`` is the default one, and the one every check runs at.
+    sizes: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -80,12 +95,44 @@ class ExportSpec:
             raise SpecError(f"unknown layout {self.layout!r}; choose from {', '.join(LAYOUTS)}")
         if self.io_dtype not in IO_DTYPES:
             raise SpecError(f"unknown io_dtype {self.io_dtype!r}; choose from {', '.join(IO_DTYPES)}")
+        self._check_variant()
         for name in ("height", "width", "batch", "scale"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SpecError(f"{name} must be a positive integer, got {value!r}")
         if self.scale not in SUPPORTED_SCALES:
             raise SpecError(f"scale must be one of {SUPPORTED_SCALES}, got {self.scale}")
+
+    def _check_variant(self) -> None:
+        """Compression, I/O kind, deployment target and enumerated sizes: only where the backend has them."""
+        allowed = COMPRESSIONS.get(self.backend, ("",))
+        if self.compression not in allowed:
+            raise SpecError(f"compression {self.compression!r} is not available for {self.backend}"
+                            + (f" (choose from {', '.join(c for c in allowed if c)})" if len(allowed) > 1 else ""))
+        if self.compression and self.precision != "fp16":
+            raise SpecError(f"weight compression {self.compression} applies to fp16 artifacts, not {self.precision}")
+        kinds = IO_KINDS.get(self.runtime, ("tensor",))
+        if self.io not in kinds:
+            raise SpecError(f"io {self.io!r} is not available for the {self.runtime} runtime")
+        if self.io == "image" and (self.layout != "NCHW" or self.io_dtype != "float32"):
+            raise SpecError("image I/O takes no layout or io_dtype of its own")
+        targets = DEPLOYMENT_TARGETS.get(self.backend, ())
+        if not self.deployment_target and targets:
+            object.__setattr__(self, "deployment_target", DEFAULT_DEPLOYMENT_TARGET[self.backend])
+        if self.deployment_target and self.deployment_target not in targets:
+            raise SpecError(f"deployment target {self.deployment_target!r} is not available for {self.backend}"
+                            + (f" (choose from {', '.join(targets)})" if targets else ""))
+        sizes = tuple(tuple(s) for s in self.sizes)
+        if sizes and self.runtime != "coreml":
+            raise SpecError(f"enumerated sizes are a Core ML feature, not available for {self.runtime}")
+        for size in sizes:
+            if (len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+                raise SpecError(f"sizes must be (height, width) pairs of positive integers, got {list(size)}")
+        if sizes and sizes[0] != (self.height, self.width):
+            raise SpecError(f"the first enumerated size must be the default {self.height}x{self.width}")
+        if len(set(sizes)) != len(sizes):
+            raise SpecError("enumerated sizes repeat")
+        object.__setattr__(self, "sizes", sizes)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -110,7 +157,16 @@ class ExportSpec:
     @property
     def tag(self) -> str:
         """Short artifact suffix, e.g. ``xnnpack_fp32_180x320`` (batch only when > 1)."""
-        parts = [self.backend, self.precision, f"{self.height}x{self.width}"]
+        parts = [self.backend, self.precision]
+        if self.compression:
+            parts.append(self.compression)
+        parts.append(f"{self.height}x{self.width}")
+        if len(self.sizes) > 1:
+            parts.append(f"enum{len(self.sizes)}")
+        if self.io != "tensor":
+            parts.append(self.io)
+        if self.deployment_target and self.deployment_target != DEFAULT_DEPLOYMENT_TARGET.get(self.backend):
+            parts.append(self.deployment_target.lower())
         if self.batch > 1:
             parts.append(f"b{self.batch}")
         if self.layout != "NCHW":
@@ -126,6 +182,7 @@ class ExportSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (stored in every contract)."""
         out = dataclasses.asdict(self)
+        out["sizes"] = [list(s) for s in self.sizes]
         out["input_shape"] = list(self.input_shape)
         out["output_shape"] = list(self.output_shape)
         return out
@@ -139,7 +196,12 @@ class ExportSpec:
         unknown = sorted(set(data) - known - {"input_shape", "output_shape"})
         if unknown:
             raise SpecError(f"spec has unknown fields {', '.join(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        if "sizes" in fields:
+            if not isinstance(fields["sizes"], list) or not all(isinstance(s, list) for s in fields["sizes"]):
+                raise SpecError("spec.sizes must be a list of [height, width] pairs")
+            fields["sizes"] = tuple(tuple(s) for s in fields["sizes"])
+        return cls(**fields)
 
     def example_input(self) -> Tensor:
         """A constant input of the spec's shape and dtype, for tracing only (never for calibration)."""

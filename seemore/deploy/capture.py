@@ -30,14 +30,16 @@ class ChannelsLastIO(nn.Module):
         return self.model(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-def deploy_form(model: nn.Module) -> nn.Module:
+def deploy_form(model: nn.Module, backend: str | None = None) -> nn.Module:
     """The module to export: a reference :class:`SeemoRe` becomes :class:`DeploySeemoRe`.
 
-    Other modules (a deploy model, a quantized GraphModule from ``convert_pt2e``) are
-    returned unchanged.
+    ``backend`` picks the backend's rewrites (:data:`~seemore.deploy.form.CONTEXT_UPSAMPLE`:
+    the matmul context upsample for ``coreml``); ``None`` is the default form. Other modules
+    (a deploy model, built for whichever backend, a quantized GraphModule from
+    ``convert_pt2e``) are returned unchanged.
     """
     if isinstance(model, SeemoRe):
-        return DeploySeemoRe.from_reference(model)
+        return DeploySeemoRe.from_reference(model, backend)
     return model
 
 
@@ -45,9 +47,10 @@ def io_module(model: nn.Module, spec: ExportSpec) -> nn.Module:
     """``model`` (deploy form or quantized program) with the spec's I/O dtype and layout.
 
     This is exactly what an artifact computes, as a torch module: the reference every
-    parity comparison runs in the artifact's own I/O.
+    parity comparison runs in the artifact's own I/O. A reference model becomes the deploy
+    form of ``spec.backend``.
     """
-    module = deploy_form(model)
+    module = deploy_form(model, spec.backend)
     if not isinstance(module, torch.fx.GraphModule):
         module = module.eval()
         if spec.torch_io_dtype != torch.float32:
@@ -76,10 +79,11 @@ def capture_for_quantization(model: nn.Module, spec: ExportSpec) -> torch.fx.Gra
     converted model is exported again at the spec's fixed shape by the lowering step.
     Height and width must be at least twice the model's minimum input size: below that
     the stride-4 context branch shrinks to one pixel and export specialises the graph.
-    The example batch is 2: with batch 1 export would fix the batch dimension.
+    The example batch is 2: with batch 1 export would fix the batch dimension. A reference
+    model becomes the deploy form of ``spec.backend``.
     """
     spec.check_model(model)
-    module = deploy_form(model).eval()
+    module = deploy_form(model, spec.backend).eval()
     cfg = getattr(module, "config", None)
     smallest = 2 * (cfg.min_input_size if cfg is not None else 16)
     example = torch.full((2, 3, max(smallest, 32), max(smallest, 32)), 0.5)

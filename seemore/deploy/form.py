@@ -23,6 +23,12 @@ rewrites (docs/TOOLCHAIN.md, "Delegation pitfalls"):
   conv keep theirs (zero padding makes that fold inexact at the border). In INT8 this
   also means the conv's input is quantized before the per-channel affine, whose
   spread would otherwise widen the activation range;
+* for Core ML only (:data:`CONTEXT_UPSAMPLE`), the context branch's bilinear upsample
+  (about x16, fractional in general: 11x20 -> 180x320) is two matrix products with
+  bilinear interpolation matrices built from the runtime shape (:class:`ContextUpsample`),
+  because the Neural Engine's upsample takes only a factor of 2 and the x16 one falls back
+  to the CPU/GPU; coremltools folds the matrices into constants at a fixed shape. Every
+  other backend keeps ``F.interpolate``;
 * the two residual additions of every pre-norm block are :class:`ResidualAdd` modules,
   so that INT8 quantizers can keep the residual stream in float by module type (see
   :data:`FLOAT_MODULES` below). The long skip before the
@@ -49,9 +55,11 @@ from seemore.checkpoint import load_model
 from seemore.config import SeemoReConfig
 from seemore.model import Expert, MoELayer, PreNormExpertBlock, ResGroup, Router, SeemoRe, StripedConv2d
 
-# Gain of one step of the arithmetic Heaviside function below. 2**15 keeps every
-# intermediate (|d| <= 1 times the gain) inside fp16's range (max 65504) for Vulkan.
-_STEP_GAIN = 2.0**15
+# Gain of one step of the arithmetic Heaviside function below. A power of two, so that
+# ``diff * gain`` is exact in fp32 and fp16; 2**13 keeps every product (|diff| <= 1 times the
+# gain, at most 8192) below a quarter of fp16's largest value (65504 / 4 = 16376), the bar of
+# ``benchmarks/fp16_safety.py``. 2**15 reached 32768, half the fp16 limit.
+_STEP_GAIN = 2.0**13
 
 
 def _positive_step(diff: Tensor, stages: int) -> Tensor:
@@ -70,11 +78,23 @@ def _positive_step(diff: Tensor, stages: int) -> Tensor:
 def step_stages(num_experts: int, k: int) -> int:
     """Number of gain stages that make the top-``k`` mask exact in fp32 and fp16.
 
+    After ``s`` stages the step of ``diff`` is ``min(1, diff * G**s)`` exactly for
+    ``diff > 0`` and 0 for ``diff <= 0`` (``G`` = ``_STEP_GAIN``): multiplying by a power of
+    two is exact below overflow, every stage's input is in [-1, 1] so no product exceeds
+    ``G`` (8192 < 65504), and clamp is exact. A step is therefore exactly 1 once
+    ``diff * G**s >= 1``, and what remains is the smallest positive ``diff`` that can decide
+    the mask. (A computed ``p_j - p_i`` is never 0 for ``p_j != p_i``: IEEE subtraction with
+    gradual underflow.)
+
     For top-1 the only differences that decide the mask are ``p_max - p_i`` with
-    ``p_max >= 1/E``; two distinct fp32 numbers that large differ by at least
-    ``2**-24 / (2E)``, so a total gain of ``2**25 * 2E`` is enough. For k > 1 the k-th
-    largest probability can be tiny, so the gain must cover fp32's smallest subnormal
-    (2**-149): 10 stages of 2**15.
+    ``p_max >= 1/E`` (the winner's own steps are all of non-positive differences); two
+    distinct fp32 numbers that large differ by at least ``2**-24 / (2E)``, so a total gain
+    of ``2**25 * 2E`` is enough (``2**(26 + log2 E)``: 3 stages of 2**13 for E = 3). In fp16
+    the spacing there is ``2**-11 / (2E)``, and an fp16 softmax may put ``p_max`` a rounding
+    below ``1/E``, which the factor-2 margin covers. For k > 1 the k-th largest
+    probability can be tiny, so the gain must cover fp32's smallest subnormal (2**-149;
+    fp16's is 2**-24): ``G**s >= 2**150``, 12 stages of 2**13. (Hardware that flushes
+    subnormals to zero turns such a difference into a tie, where every tied expert is kept.)
     """
     if k == 1:
         needed_log2 = 26 + math.log2(num_experts)
@@ -166,6 +186,94 @@ class DeployPreNormExpertBlock(PreNormExpertBlock):
         return self.add_2(x, self.ffn(self.norm_2(x)))
 
 
+# Per backend, how the context branch is upsampled (:class:`ContextUpsample` modes); a backend
+# not named here (XNNPACK, Vulkan, LiteRT, ONNX Runtime's CPU) keeps ``F.interpolate``. The
+# Neural Engine runs ``upsample_bilinear`` only at a factor of 2 (seemore/export/ane.py), and
+# the context comes back up by about 16.
+CONTEXT_UPSAMPLE: dict[str, str] = {"coreml": "matmul"}
+CONTEXT_UPSAMPLE_MODES: tuple[str, ...] = ("bilinear", "matmul")
+
+
+def context_upsample_mode(backend: str | None) -> str:
+    """The :class:`ContextUpsample` mode of ``backend``'s deploy form (``None``: the default, bilinear)."""
+    return CONTEXT_UPSAMPLE.get(backend, "bilinear") if backend else "bilinear"
+
+
+def bilinear_matrix(out_size: int, in_size: int, like: Tensor) -> Tensor:
+    """The (out_size, in_size) matrix of 1-D bilinear resizing, PyTorch's ``align_corners=False``.
+
+    Row ``i`` holds the weights that ``F.interpolate(..., mode="bilinear",
+    align_corners=False)`` (with ``size`` given, no ``scale_factor``) gives the input pixels for
+    output pixel ``i``. PyTorch (``_upsample_linear`` in ``torch/_decomp/decompositions.py``,
+    and the ATen kernels) computes, in the input's float type:
+
+    * ``scale = in / out`` and ``src = (i + 0.5) * scale - 0.5``, clamped below at 0;
+    * ``i0 = floor(src)``, ``i1 = min(i0 + 1, in - 1)``, ``t = src - i0``;
+    * ``out[i] = (1 - t) x[i0] + t x[i1]``.
+
+    Here ``src`` is clamped to ``[0, in - 1]`` and the weight of input pixel ``j`` is the hat
+    function ``max(0, 1 - |src - j|)``. The two agree everywhere:
+
+    * inside, ``i0 <= src < i0 + 1 <= in - 1``: the hat gives ``1 - t`` at ``i0``, ``t`` at
+      ``i0 + 1`` and 0 at every other ``j`` (``|src - j| >= 1``); at an integer ``src`` it gives
+      1 at ``src`` alone, as PyTorch's ``t = 0`` does;
+    * lower border (``src < 0`` before the clamp, the first output pixels when upsampling):
+      both clamp to 0, all weight on pixel 0;
+    * upper border: ``src <= in - 0.5 - 0.5 * in / out < in``, so PyTorch's ``i0`` is at most
+      ``in - 1``; when it is ``in - 1``, ``i1 = i0`` and the two weights sum to 1 on pixel
+      ``in - 1``. Clamping ``src`` to ``in - 1`` puts the same weight 1 there (without the clamp
+      the hat would give ``1 - t`` only, since pixel ``in`` does not exist);
+    * ``in == out``: ``src = i``, the identity; ``in == 1``: ``src`` clamps to 0, a column of ones.
+
+    So ``A @ x @ B.T`` with ``A = bilinear_matrix(H, h)``, ``B = bilinear_matrix(W, w)`` is the
+    bilinear resize of ``x`` to ``(H, W)``, exactly in real arithmetic (the 2-D resize is
+    separable); in floating point the two differ by rounding (of ``src``, since ``in / out`` is
+    inexact, and of the sums): at most 1e-6 on inputs in [0, 1], 1e-12 in fp64. Built from ``arange``, mul, add, clamp, abs and relu on the
+    sizes, so it follows symbolic sizes under ``torch.export`` and folds to a constant when
+    the sizes are fixed (coremltools' constant elimination). Computed in fp32 (fp64 for an
+    fp64 ``like``), returned in ``like``'s dtype and on its device.
+    """
+    dtype = torch.promote_types(like.dtype, torch.float32)
+    dst = torch.arange(out_size, dtype=dtype, device=like.device)
+    src = torch.clamp((dst + 0.5) * (in_size / out_size) - 0.5, min=0.0, max=in_size - 1)
+    j = torch.arange(in_size, dtype=dtype, device=like.device)
+    weights = torch.relu(1.0 - torch.abs(src.unsqueeze(1) - j.unsqueeze(0)))
+    return weights.to(like.dtype)
+
+
+class ContextUpsample(nn.Module):
+    """Bilinear upsample (``align_corners=False``) of the context branch back to ``size``.
+
+    ``mode="bilinear"`` is ``F.interpolate``; ``mode="matmul"`` is ``A @ ctx @ B.T`` with the
+    matrices of :func:`bilinear_matrix`, built from the runtime shape (no stored buffers: the
+    same module is captured with dynamic height and width for quantization and at a fixed
+    shape for export). Equal in real arithmetic; the matmul form is for Core ML, whose Neural
+    Engine runs ``upsample_bilinear`` only at a factor of 2 (:data:`CONTEXT_UPSAMPLE`). A
+    module, so that INT8 quantizers keep it in float (:data:`FLOAT_MODULES`).
+    """
+
+    def __init__(self, mode: str = "bilinear") -> None:
+        super().__init__()
+        if mode not in CONTEXT_UPSAMPLE_MODES:
+            raise ValueError(f"unknown context upsample mode {mode!r}; choose from {', '.join(CONTEXT_UPSAMPLE_MODES)}")
+        self.mode = mode
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"
+
+    def forward(self, ctx: Tensor, size: tuple[int, int]) -> Tensor:
+        h, w = size
+        if self.mode == "bilinear":
+            return F.interpolate(ctx, size=(h, w), mode="bilinear", align_corners=False)
+        rows = bilinear_matrix(h, ctx.shape[-2], ctx)  # (H, h)
+        cols = bilinear_matrix(w, ctx.shape[-1], ctx)  # (W, w)
+        # Height first: (H, h) @ (B, C, h, w), then (B, C, H, w) @ (w, W): about 2% of SeemoRe-T's
+        # MACs at 180x320. The other order costs less on wide images (about 1%), but its first
+        # matmul folds the batch into a (B*C*h, w) view whose guard torch.export cannot decide
+        # with a fixed batch and a dynamic height (Core ML's enumerated sizes).
+        return torch.matmul(torch.matmul(rows, ctx), cols.transpose(0, 1))
+
+
 def pointwise_gelu(in_channels: int, out_channels: int) -> nn.Sequential:
     """``GELU(conv1x1(x))``: one half of a split ``Sequential(Conv2d(1x1), GELU)``."""
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.GELU())
@@ -209,9 +317,12 @@ class DeployMoELayer(nn.Module):
 
 
 class DeployMoEBlock(nn.Module):
-    """MoRE block: ``conv_1[2]`` split into ``to_x``/``to_k`` (shuffle folded in), one agg conv per repeat."""
+    """MoRE block: ``conv_1[2]`` split into ``to_x``/``to_k`` (shuffle folded in), one agg conv per repeat.
 
-    def __init__(self, cfg: SeemoReConfig) -> None:
+    ``context_upsample`` is the :class:`ContextUpsample` mode of the context branch.
+    """
+
+    def __init__(self, cfg: SeemoReConfig, context_upsample: str = "bilinear") -> None:
         super().__init__()
         c = cfg.embedding_dim
         self.conv_1 = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU())
@@ -223,6 +334,7 @@ class DeployMoEBlock(nn.Module):
             nn.Sequential(nn.Conv2d(c, c, 4, stride=4, groups=c), nn.GELU()) for _ in range(cfg.recursive)
         )
         self.conv = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=c), nn.Conv2d(c, c, 1))
+        self.upsample = ContextUpsample(context_upsample)
         self.conv_2 = nn.Sequential(StripedConv2d(c, 3), nn.GELU())
         self.moe_layer = DeployMoELayer(c, cfg.expert_ranks, cfg.topk)
         self.proj = nn.Conv2d(c, c, 1)
@@ -234,8 +346,7 @@ class DeployMoEBlock(nn.Module):
         for step in self.agg_steps:
             ctx = step(ctx)
         ctx = self.conv(ctx)
-        ctx = F.interpolate(ctx, size=(h, w), mode="bilinear", align_corners=False)
-        return k + ctx
+        return k + self.upsample(ctx, (h, w))
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.conv_1(x)
@@ -259,13 +370,13 @@ class DeployStripedConvFormer(nn.Module):
         return self.proj(self.attn(self.to_q(x)) * self.to_v(x))
 
 
-def deploy_res_group(cfg: SeemoReConfig) -> ResGroup:
+def deploy_res_group(cfg: SeemoReConfig, context_upsample: str = "bilinear") -> ResGroup:
     """One residual group built from the delegate-friendly parts (reference names kept)."""
     c = cfg.embedding_dim
     # Norms that feed 1x1 convs carry no affine (folded by convert_state_dict); the MoRE
     # block starts with a 3x3 conv, so local.norm_1 keeps its own.
     local = DeployPreNormExpertBlock(
-        ConvLayerNorm2d(c), DeployMoEBlock(cfg), ConvLayerNorm2d(c, affine=False),
+        ConvLayerNorm2d(c), DeployMoEBlock(cfg, context_upsample), ConvLayerNorm2d(c, affine=False),
         DeployGatedFFN(c, cfg.mlp_ratio, 3),
     )
     spatial = DeployPreNormExpertBlock(
@@ -349,16 +460,19 @@ class DeploySeemoRe(nn.Module):
     """SeemoRe rewritten for export; build it with :meth:`from_reference` or :meth:`from_state_dict`.
 
     Input RGB in [0, 1], NCHW, any batch size; output ``scale`` times larger, equal to
-    the reference :class:`seemore.model.SeemoRe` up to float rounding.
+    the reference :class:`seemore.model.SeemoRe` up to float rounding. ``context_upsample``
+    is the :class:`ContextUpsample` mode (the builders take a ``backend`` and look it up in
+    :data:`CONTEXT_UPSAMPLE`); it adds no parameter, so every form has the same state_dict.
     """
 
-    def __init__(self, cfg: SeemoReConfig) -> None:
+    def __init__(self, cfg: SeemoReConfig, context_upsample: str = "bilinear") -> None:
         super().__init__()
         self.config = cfg
+        self.context_upsample = context_upsample
         c = cfg.embedding_dim
         self.register_buffer("mean", torch.tensor(cfg.rgb_mean).view(1, 3, 1, 1), persistent=False)
         self.conv_1 = nn.Conv2d(cfg.in_chans, c, 3, padding=1)
-        self.body = nn.Sequential(*(deploy_res_group(cfg) for _ in range(cfg.num_layers)))
+        self.body = nn.Sequential(*(deploy_res_group(cfg, context_upsample) for _ in range(cfg.num_layers)))
         self.norm = ConvLayerNorm2d(c)
         self.conv_2 = nn.Conv2d(c, c, 3, padding=1)
         self.upsampler = nn.Sequential(
@@ -371,14 +485,19 @@ class DeploySeemoRe(nn.Module):
         return self.config.scale
 
     @classmethod
-    def from_reference(cls, model: SeemoRe) -> "DeploySeemoRe":
-        """Deploy form of a reference model (weights copied; the reference is untouched)."""
-        deploy = cls(model.config)
+    def from_reference(cls, model: SeemoRe, backend: str | None = None) -> "DeploySeemoRe":
+        """Deploy form of a reference model (weights copied; the reference is untouched).
+
+        ``backend`` (an :class:`~seemore.contract.spec.ExportSpec` backend) picks the
+        backend-specific rewrites (:data:`CONTEXT_UPSAMPLE`); ``None`` is the default form.
+        """
+        deploy = cls(model.config, context_upsample_mode(backend))
         deploy.load_state_dict(convert_state_dict(model.state_dict(), model.config), strict=True)
         return deploy.to(next(model.parameters()).device).eval()
 
     @classmethod
-    def from_state_dict(cls, state_dict: Mapping[str, Tensor], cfg: SeemoReConfig) -> "DeploySeemoRe":
+    def from_state_dict(cls, state_dict: Mapping[str, Tensor], cfg: SeemoReConfig,
+                        backend: str | None = None) -> "DeploySeemoRe":
         """Deploy form from an official-named state_dict (official ``.pth`` params or ours).
 
         The state_dict is first loaded strictly into a reference model, so a mismatch is
@@ -386,12 +505,12 @@ class DeploySeemoRe(nn.Module):
         """
         ref = SeemoRe(cfg)
         ref.load_state_dict(state_dict, strict=True)
-        return cls.from_reference(ref)
+        return cls.from_reference(ref, backend)
 
     @classmethod
-    def from_checkpoint(cls, name_or_path: str | Path) -> "DeploySeemoRe":
+    def from_checkpoint(cls, name_or_path: str | Path, backend: str | None = None) -> "DeploySeemoRe":
         """Deploy form of a shipped name, one of our safetensors files or an official ``.pth``."""
-        return cls.from_reference(load_model(name_or_path))
+        return cls.from_reference(load_model(name_or_path), backend)
 
     def forward(self, x: Tensor) -> Tensor:
         # img_range and the output mean live in conv_1 / upsampler weights (convert_state_dict).
@@ -407,8 +526,13 @@ class DeploySeemoRe(nn.Module):
 # which expert is chosen; the channel LayerNorm, because an int8 variance rounds small values
 # to zero and ``rsqrt`` then amplifies every rounding difference; and the residual additions,
 # because requantizing the residual stream after every block halves the INT8 accuracy
-# (measured on the shipped x4 model). Every conv stays int8.
-FLOAT_MODULES: tuple[type[nn.Module], ...] = (Router, TopKRoutingMask, ConvLayerNorm2d, ResidualAdd)
+# (measured on the shipped x4 model); and the context upsample, whose matmul form (Core ML)
+# builds its interpolation matrices with add and mul, which CoreMLQuantizer's add, mul and
+# matmul patterns would otherwise give 8-bit observers like activations, matmuls included.
+# No quantizer (XNNPACK, Core ML, LiteRT) annotates the bilinear form's interpolate, so the
+# other backends' INT8 graphs are unchanged. Every conv stays int8.
+FLOAT_MODULES: tuple[type[nn.Module], ...] = (Router, TopKRoutingMask, ConvLayerNorm2d, ResidualAdd,
+                                              ContextUpsample)
 
 
 def moe_layers(model: nn.Module) -> list[nn.Module]:

@@ -27,6 +27,7 @@ from seemore.cli import (
     non_negative_int,
     positive_int,
     run_main,
+    size_type,
     write_json,
 )
 from seemore.common.tables import format_table
@@ -35,7 +36,8 @@ from seemore.export.targets import DEFAULT_TARGETS, targets_for
 if TYPE_CHECKING:
     from seemore.export.driver import ExportResult
 
-RUNTIME_TITLES = {"executorch": "ExecuTorch .pte", "onnxruntime": "ONNX"}
+RUNTIME_TITLES = {"executorch": "ExecuTorch .pte", "onnxruntime": "ONNX",
+                  "coreml": "Core ML .mlpackage (and the Core ML-delegated .pte)"}
 
 
 def default_out(runtime: str) -> Path:
@@ -64,6 +66,15 @@ def build_parser(runtime: str, prog: str) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=positive_int, default=1, help="fixed batch size of the artifacts (default: 1)")
     p.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW",
                    help="tensor layout of the artifacts' input and output (default: NCHW)")
+    if runtime == "coreml":
+        p.add_argument("--image-io", action="store_true",
+                       help="image-typed input and output (RGB; the model scales to [0, 255] and clamps), so an app "
+                       "can pass a camera or photo buffer (default: float32 tensors)")
+        p.add_argument("--deployment-target", choices=("iOS17", "iOS18"), default="iOS17",
+                       help="minimum iOS of the packages (default: iOS17)")
+        p.add_argument("--sizes", nargs="+", type=size_type, default=(), metavar="HxW",
+                       help="further fixed LR input sizes the packages accept (enumerated shapes; --size stays the "
+                       "default and the one checked); flexible ranges are not offered: they fall off the Neural Engine")
     add_data_root(p)
     p.add_argument("--int8-program", type=Path, default=None, metavar="PT2",
                    help="INT8 from this saved program (refused when made from another checkpoint, size or quantizer)")
@@ -117,7 +128,8 @@ def export_main(runtime: str, prog: str, argv: Sequence[str] | None = None) -> i
 
         from seemore.checkpoint import CheckpointError, load_model, resolve_model_path
         from seemore.contract import SpecError
-        from seemore.export.driver import ExportOptions, export_targets
+        from seemore.export.driver import ExportOptions, export_targets, target_spec
+        from seemore.parity.bounds import BoundError, spec_bound
         from seemore.export.targets import get_target
         from seemore.paths import resolve_data_root
 
@@ -132,14 +144,22 @@ def export_main(runtime: str, prog: str, argv: Sequence[str] | None = None) -> i
         except CheckpointError as exc:
             raise UsageError(str(exc)) from None
         height, width = args.size
+        coreml = {}
+        if runtime == "coreml":
+            coreml = {"io": "image" if args.image_io else "tensor", "deployment_target": args.deployment_target,
+                      "extra_sizes": tuple(args.sizes)}
         options = ExportOptions(height=height, width=width, batch=args.batch, layout=args.layout,
                                 data_root=resolve_data_root(args.data_root), int8_program=args.int8_program,
                                 ptq=args.ptq, calibration_images=args.calibration_images,
-                                verify=not args.no_check, bench_runs=args.bench)
-        try:  # every spec checked before the first lowering
+                                verify=not args.no_check, bench_runs=args.bench, **coreml)
+        try:  # every spec (and its parity bound) checked before the first lowering
             for target in targets:
-                target.spec(height, width, model.scale, args.batch, args.layout).check_model(model)
-        except SpecError as exc:
+                spec = target_spec(target, options, model.scale)
+                spec.check_model(model)
+                for h, w in spec.sizes:
+                    spec.with_(height=h, width=w, sizes=()).check_model(model)
+                spec_bound(spec)
+        except (SpecError, BoundError) as exc:
             raise UsageError(str(exc)) from None
         apply_threads(args.threads)
         print(f"exporting {model.config.name} from {checkpoint} at {height}x{width} -> {args.out}", file=sys.stderr)
@@ -155,6 +175,12 @@ def export_main(runtime: str, prog: str, argv: Sequence[str] | None = None) -> i
         finally:
             bar.close()
         print(format_results(results))
+        if runtime == "coreml":
+            from seemore.export.coreml import format_package_report
+
+            for r in results:
+                if "neural_engine" in r.contract.structure:
+                    print("\n" + format_package_report(r.name, r.contract.structure))
         if args.json is not None:
             write_json(args.json, {"out": str(args.out), "artifacts": [
                 {"artifact": r.name, "contract": str(r.contract_file), "export_check": r.check} for r in results]})
@@ -178,6 +204,11 @@ def export_main(runtime: str, prog: str, argv: Sequence[str] | None = None) -> i
 def executorch_main(argv: Sequence[str] | None = None) -> int:
     """``seemore-export-executorch`` / ``python mobile/export_executorch.py``."""
     return export_main("executorch", "export_executorch.py", argv)
+
+
+def coreml_main(argv: Sequence[str] | None = None) -> int:
+    """``seemore-export-coreml`` / ``python mobile/export_coreml.py``."""
+    return export_main("coreml", "export_coreml.py", argv)
 
 
 def onnx_main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 Per target (:mod:`seemore.export.targets`):
 
 1. the spec at the fixed input size, checked against the model;
-2. the torch module to lower: the deploy form, or for INT8 the saved program of *this*
+2. the torch module to lower: the deploy form of the target's backend (Core ML's upsamples
+   its context with matmuls, :data:`~seemore.deploy.form.CONTEXT_UPSAMPLE`), or for INT8 the
+   saved program of *this*
    checkpoint, found by its SHA-256 (:func:`seemore.quantize.find_program`; a program of another
    checkpoint, size or quantizer is refused with the command that makes the right one), or PTQ
    on real training images when there is none (or with ``ptq``); the backend's reference
@@ -20,6 +22,7 @@ Per target (:mod:`seemore.export.targets`):
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -49,8 +52,8 @@ from seemore.deploy.capture import deploy_form
 from seemore.export.base import ExportError
 from seemore.export.calibration import real_input
 from seemore.export.targets import Target, exporter_for
-from seemore.parity.bounds import FAIL, bound_for
-from seemore.parity.harness import compare_outputs, io_adapter
+from seemore.parity.bounds import FAIL, spec_bound
+from seemore.parity.harness import compare_outputs, io_adapter, reference_output
 from seemore.quantize import (
     DEFAULT_PROGRAM_DIR,
     FoundProgram,
@@ -87,6 +90,39 @@ class ExportOptions:
     calibration_images: int | None = None
     verify: bool = True
     bench_runs: int = 0
+    # Core ML: image-typed I/O, the minimum iOS version, further enumerated input sizes (H, W).
+    io: str = "tensor"
+    deployment_target: str = ""
+    extra_sizes: Sequence[tuple[int, int]] = ()
+
+
+def target_spec(target: Target, options: ExportOptions, scale: int) -> ExportSpec:
+    """The spec ``target`` is exported at under ``options`` (the Core ML variants where they apply)."""
+    variant: dict[str, Any] = {}
+    if target.backend == "coreml" and options.deployment_target:
+        variant["deployment_target"] = options.deployment_target
+    if target.runtime == "coreml":
+        variant["io"] = options.io
+        if options.extra_sizes:
+            default = (options.height, options.width)
+            variant["sizes"] = (default, *[s for s in dict.fromkeys(options.extra_sizes) if s != default])
+    return target.spec(options.height, options.width, scale, options.batch, options.layout, **variant)
+
+
+def package_facts(config: SeemoReConfig, checkpoint_sha: str | None, quant: QuantizationRecord | None,
+                  spec: ExportSpec) -> dict[str, str]:
+    """The contract's key facts as strings, for artifacts that carry metadata of their own (Core ML)."""
+    rule = tiling_rule(spec.height, spec.width)
+    facts = {
+        "model": config.name,
+        "checkpoint_sha256": checkpoint_sha or "random weights",
+        "contract": "<artifact name>.json beside the package (seemore-mobile/contract)",
+        "tiling": json.dumps(rule, sort_keys=True),
+        "input_range": "[0, 1] (8-bit value / 255)" if spec.io == "tensor" else "8-bit RGB image",
+    }
+    if quant is not None:
+        facts["quantization"] = f"{quant.method} with {quant.quantizer} ({quant.scheme})"
+    return facts
 
 
 @dataclass
@@ -194,7 +230,8 @@ def int8_program(
         converted = quantize_ptq(capture(deploy, spec), target.quantizer, images, progress=False)
         recipe = {"calibration_images": len(images),
                   "calibration_data": "whole LR training images (<data root>/train, or bundled photos)"}
-        path, _ = save_program(converted, spec.with_(backend=target.quantizer), out_dir, config, placed(), "ptq",
+        program_spec = spec.with_(backend=target.quantizer, runtime="", io="tensor", sizes=(), deployment_target="")
+        path, _ = save_program(converted, program_spec, out_dir, config, placed(), "ptq",
                                recipe)
         found = read_program(path)
     inside = place_program(found, out_dir, placed(), config)
@@ -219,14 +256,14 @@ def fp16_simulation(model: nn.Module, spec: ExportSpec, data_root: str | Path | 
     with torch.no_grad():
         want = model(x)
         got = half(x.half()).float()
-    result = compare_outputs(got, want, bound_for(spec.backend, spec.precision))
+    result = compare_outputs(got, want, spec_bound(spec))
     return {"crop": [h, w], **result}
 
 
 def check_artifact(path: Path, spec: ExportSpec, reference: nn.Module, deploy: nn.Module, eager: nn.Module,
                    options: ExportOptions, say: ProgressFn) -> dict[str, Any]:
     """Run the written artifact once on a real image and compare with ``reference`` (see the module docstring)."""
-    bound = bound_for(spec.backend, spec.precision)
+    bound = spec_bound(spec)
     runner = get_runner(spec.runtime)
     reason = "no runner for this runtime" if runner is None else runner.available(path)
     if reason is not None:
@@ -240,7 +277,7 @@ def check_artifact(path: Path, spec: ExportSpec, reference: nn.Module, deploy: n
     x = real_input(spec.height, spec.width, 1, options.data_root)
     run = io_adapter(runner.load(path), spec)
     with torch.no_grad():
-        want = reference(x)
+        want = reference_output(reference, spec)(x)
         floor = None
         if bound.floor_margin_db is not None:
             floor = psnr_db(reference(x.contiguous(memory_format=torch.channels_last)), want)
@@ -248,6 +285,9 @@ def check_artifact(path: Path, spec: ExportSpec, reference: nn.Module, deploy: n
     check = {"ran": True, "image": "real photo crop (Set14/Set5 HR, or bundled photos)",
              "against": "its INT8 program" if bound.against == "program" else "eager FP32 deploy form",
              **compare_outputs(got, want, bound, floor)}
+    evaluation = getattr(runner, "evaluation", None)
+    if evaluation:  # a reference evaluation of the file (Core ML on Linux), not the vendor runtime
+        check["evaluated_by"] = evaluation
     if spec.precision == "int8":
         with torch.no_grad():
             floating = deploy(x)
@@ -284,8 +324,8 @@ def export_targets(
     say = progress or (lambda _msg: None)
     out_dir = Path(out_dir)
     eager = model.eval()
-    deploy = deploy_form(model).eval()
-    config: SeemoReConfig = deploy.config
+    config: SeemoReConfig = model.config
+    forms: dict[str, nn.Module] = {}  # the deploy form of each backend (Core ML's differs), built once
     user_checkpoint = Path(checkpoint) if checkpoint is not None else None
     cache: list[Path | None] = []
 
@@ -297,9 +337,12 @@ def export_targets(
 
     results: list[ExportResult] = []
     for target in targets:
-        spec = target.spec(options.height, options.width, config.scale, options.batch, options.layout)
+        spec = target_spec(target, options, config.scale)
+        if spec.backend not in forms:
+            forms[spec.backend] = deploy_form(model, spec.backend).eval()
+        deploy = forms[spec.backend]
         spec.check_model(deploy)
-        bound_for(spec.backend, spec.precision)  # a target without a parity bound is not exported
+        spec_bound(spec)  # a target without a parity bound is not exported
         exporter = exporter_for(target.runtime)
         missing = exporter.available()
         if missing is not None:
@@ -318,6 +361,10 @@ def export_targets(
             )
         say(f"{spec.tag}: capture + lower")
         lowered = exporter.lower(reference, spec)
+        annotate = getattr(exporter, "annotate", None)
+        if annotate is not None:  # exporters whose files carry metadata (Core ML)
+            sha = file_sha256(user_checkpoint) if user_checkpoint is not None else None
+            annotate(lowered, spec, package_facts(config, sha, quant, spec))
         path = out_dir / artifact_name(config, spec, exporter.suffix)
         say(f"{spec.tag}: serialise")
         if exporter.directory:

@@ -9,6 +9,7 @@ else (INT8 program selection, the check, atomic writing, the contract) is the dr
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from seemore.contract.spec import ExportSpec
 from seemore.deploy.capture import export_program
 from seemore.export.base import ExportError
 from seemore.flops import macs_by_node
-from seemore.toolchain_logs import quiet_info_logs
+from seemore.toolchain_logs import quiet_info_logs, quiet_stderr
 
 
 def partitioners_for(spec: ExportSpec) -> list[Any]:
@@ -35,7 +36,32 @@ def partitioners_for(spec: ExportSpec) -> list[Any]:
         # force_fp16: fp16 arithmetic inside the delegate with fp32 inputs and outputs, so
         # the app feeds the same float buffer to every artifact.
         return [VulkanPartitioner({"force_fp16": spec.precision == "fp16"})]
+    if spec.backend == "coreml":
+        return [coreml_partitioner(spec)]
     raise ExportError(f"the ExecuTorch exporter has no partitioner for {spec.backend}")
+
+
+def coreml_partitioner(spec: ExportSpec) -> Any:
+    """ExecuTorch's Core ML partitioner for ``spec``: an ML program for the spec's iOS version.
+
+    The model type is the uncompiled ``.mlpackage`` (``MODEL``): compiling to ``.mlmodelc``
+    needs Apple's compiler, i.e. macOS; the Core ML delegate compiles it on the device at
+    first load (and caches it).
+    """
+    from executorch.backends.apple.coreml.compiler import CoreMLBackend
+    from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+    from seemore.export.coreml import deployment_target
+    from seemore.toolchain_logs import import_coremltools
+
+    if spec.precision != "fp16":
+        raise ExportError("the Core ML-delegated .pte is exported in fp16 (the W8A8 path is the .mlpackage)")
+    ct = import_coremltools()
+    specs = CoreMLBackend.generate_compile_specs(
+        compute_unit=ct.ComputeUnit.ALL, minimum_deployment_target=deployment_target(ct, spec.deployment_target),
+        compute_precision=ct.precision.FLOAT16, model_type=CoreMLBackend.MODEL_TYPE.MODEL,
+    )
+    return CoreMLPartitioner(compile_specs=specs)
 
 
 def op_name(node: torch.fx.Node) -> str:
@@ -130,7 +156,8 @@ class ExecuTorchExporter:
         if spec.precision == "int8" and not isinstance(model, torch.fx.GraphModule):
             raise ExportError("an int8 spec needs a quantized (convert_pt2e) program")
         program = export_program(model, spec)
-        with quiet_info_logs():
+        # The Core ML delegate runs coremltools, whose per-pass progress bars would bury the CLI's.
+        with quiet_info_logs(), quiet_stderr() if spec.backend == "coreml" else contextlib.nullcontext():
             return {"edge": to_edge_transform_and_lower(program, partitioner=partitioners_for(spec))}
 
     def serialize(self, lowered: Any, path: Path) -> None:

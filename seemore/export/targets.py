@@ -9,6 +9,7 @@ its program must be made with, and the backend's reference adjustment
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from seemore.contract.spec import ExportSpec
 from seemore.export.base import Exporter, ExportError
@@ -26,10 +27,14 @@ class Target:
     quantizer: str | None = None
     reference_adjustment: str | None = None
 
-    def spec(self, height: int, width: int, scale: int, batch: int = 1, layout: str = "NCHW") -> ExportSpec:
-        """The export spec of this target at a fixed input size."""
+    compression: str = ""
+
+    def spec(self, height: int, width: int, scale: int, batch: int = 1, layout: str = "NCHW",
+             **variant: Any) -> ExportSpec:
+        """The export spec of this target at a fixed input size (``variant``: ``io``,
+        ``deployment_target``, ``sizes`` where the runtime has them)."""
         return ExportSpec(self.backend, self.precision, height, width, batch=batch, scale=scale, layout=layout,
-                          runtime=self.runtime)
+                          runtime=self.runtime, compression=self.compression, **variant)
 
 
 TARGETS: dict[str, Target] = {
@@ -42,18 +47,35 @@ TARGETS: dict[str, Target] = {
         Target("vulkan-fp16", "executorch", "vulkan", "fp16", "ExecuTorch Vulkan (GPU), FP16 inside, FP32 I/O"),
         Target("vulkan-fp32", "executorch", "vulkan", "fp32", "ExecuTorch Vulkan (GPU), FP32"),
         Target("onnx-fp32", "onnxruntime", "cpu", "fp32", "ONNX Runtime CPU, FP32 (host baseline)"),
+        Target("coreml-fp16", "coreml", "coreml", "fp16", "Core ML ML program, FP16 (Neural Engine)"),
+        Target("coreml-int8", "coreml", "coreml", "int8",
+               "Core ML ML program, W8A8 (int8 weights, 8-bit activations) from a CoreMLQuantizer program",
+               quantizer="coreml"),
+        Target("coreml-w8", "coreml", "coreml", "fp16", "Core ML ML program, int8 per-channel weights, FP16 compute",
+               compression="w8"),
+        Target("coreml-lut6", "coreml", "coreml", "fp16", "Core ML ML program, 6-bit palettized weights, FP16 compute",
+               compression="lut6"),
+        Target("executorch-coreml-fp16", "executorch", "coreml", "fp16",
+               "ExecuTorch .pte with the Core ML delegate (CoreMLPartitioner), FP16"),
     )
 }
 # What each CLI exports when no --targets are given.
 DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
     "executorch": ("xnnpack-fp32", "xnnpack-int8", "vulkan-fp16"),
     "onnxruntime": ("onnx-fp32",),
+    "coreml": ("coreml-fp16", "coreml-int8", "coreml-w8", "coreml-lut6", "executorch-coreml-fp16"),
 }
+# Runtimes whose CLI also exports targets of another runtime (Core ML's CLI writes the Core
+# ML-delegated .pte too: the same model for the same chip, in ExecuTorch's file format).
+CLI_TARGETS: dict[str, tuple[str, ...]] = {"coreml": ("executorch-coreml-fp16",)}
+_CLI_OWNED = frozenset(name for names in CLI_TARGETS.values() for name in names)
 
 
 def targets_for(runtime: str) -> list[Target]:
-    """Every registered target of ``runtime``."""
-    return [t for t in TARGETS.values() if t.runtime == runtime]
+    """Every target the ``runtime``'s export CLI offers (its own, plus :data:`CLI_TARGETS`)."""
+    extra = CLI_TARGETS.get(runtime, ())
+    return [t for t in TARGETS.values() if (t.runtime == runtime and t.name not in _CLI_OWNED) or t.name in extra]
+
 
 
 def get_target(name: str) -> Target:
@@ -73,4 +95,8 @@ def exporter_for(runtime: str) -> Exporter:
         from seemore.export.onnx import OnnxExporter
 
         return OnnxExporter()
+    if runtime == "coreml":
+        from seemore.export.coreml import CoreMLExporter
+
+        return CoreMLExporter()
     raise ExportError(f"no exporter for the {runtime} runtime")

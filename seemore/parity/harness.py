@@ -41,7 +41,7 @@ from seemore.common.tensors import image_to_tensor, max_abs, psnr_db, tensor_to_
 from seemore.contract import ArtifactContract, ContractError, ExportSpec, FoundContract, discover
 from seemore.contract.schema import jsonable, now_utc, tool_versions
 from seemore.contract.store import artifact_path, check_file, find_source_checkpoint
-from seemore.parity.bounds import AT_FLOOR, FAIL, PASS, BoundError, ParityBound, bound_for, judge, worst
+from seemore.parity.bounds import AT_FLOOR, FAIL, PASS, BoundError, ParityBound, judge, spec_bound, worst
 from seemore.paths import DataError
 from seemore.runtime import RunFn, RuntimeUnavailable, get_runner
 from seemore.tiling import run_fixed_tiles
@@ -108,11 +108,25 @@ class ParityResult:
         })
 
 
+def eight_bit(x: Tensor) -> Tensor:
+    """``x`` (nominally [0, 1]) as an 8-bit image would hold it: clamped and rounded to levels of 1/255."""
+    return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
 def io_adapter(run: RunFn, spec: ExportSpec) -> RunFn:
     """Wrap a runner of the artifact's native I/O (layout, dtype, batch) into NCHW float32 batch-1 I/O.
 
-    A batch-``n`` artifact gets the image ``n`` times and returns the first output.
+    A batch-``n`` artifact gets the image ``n`` times and returns the first output. An image-I/O
+    artifact (Core ML image types) takes 8-bit pixel values (0..255) and returns them: the
+    adapter hands it the image's levels and gives back its output as an 8-bit image in [0, 1].
     """
+    if spec.io == "image":
+
+        def adapted_image(x: Tensor) -> Tensor:
+            y = run(torch.round(x.clamp(0.0, 1.0) * 255.0).float().contiguous())
+            return eight_bit(y.float() / 255.0)
+
+        return adapted_image
 
     def adapted(x: Tensor) -> Tensor:
         if spec.batch > 1:
@@ -127,13 +141,22 @@ def io_adapter(run: RunFn, spec: ExportSpec) -> RunFn:
     return adapted
 
 
+def reference_output(model: nn.Module | RunFn, spec: ExportSpec) -> RunFn:
+    """``model`` as an artifact of ``spec`` is judged against it: an image-I/O artifact's reference
+    is the output rounded to 8 bits, which is all an image can hold."""
+    if spec.io == "image":
+        return lambda x: eight_bit(model(x))
+    return model
+
+
 def compare_outputs(got: Tensor, want: Tensor, bound: ParityBound, floor_db: float | None = None) -> dict[str, Any]:
     """One comparison of an artifact's output with its reference's, judged against ``bound``."""
     if got.shape != want.shape:
         raise ParityError(f"artifact output shape {tuple(got.shape)} != torch output {tuple(want.shape)}")
     finite = bool(torch.isfinite(got).all())
     value = psnr_db(got, want) if finite else math.nan
-    status = judge(bound, value, floor_db)
+    levels = max_abs(got, want) * 255.0 if finite and bound.max_levels is not None else None
+    status = judge(bound, value, floor_db, levels)
     out: dict[str, Any] = {
         "psnr_db": value,
         "max_abs": max_abs(got, want) if finite else None,
@@ -144,6 +167,8 @@ def compare_outputs(got: Tensor, want: Tensor, bound: ParityBound, floor_db: flo
     }
     if floor_db is not None:
         out["reference_self_psnr_db"] = floor_db
+    if levels is not None:
+        out["max_levels"] = round(levels, 3)
     return out
 
 
@@ -192,7 +217,7 @@ class Harness:
 
     def reference(self, contract_file: Path, contract: ArtifactContract) -> tuple[nn.Module, str]:
         """The torch model an artifact must match (cached per source), and a description of it."""
-        bound = bound_for(contract.spec.backend, contract.spec.precision)
+        bound = spec_bound(contract.spec)
         if bound.against == "program":
             quant = contract.quantization
             if quant is None or quant.program is None:
@@ -225,8 +250,9 @@ class Harness:
         from seemore.metrics import sr_metrics
 
         spec = contract.spec
-        bound = bound_for(spec.backend, spec.precision)
-        model, against = self.reference(contract_file, contract)
+        bound = spec_bound(spec)
+        torch_model, against = self.reference(contract_file, contract)
+        model = reference_output(torch_model, spec)
         result.ran, result.against, result.bound_db = True, against, bound.min_db
         per_image: list[float] = []
         floor: list[float] = []
@@ -246,7 +272,7 @@ class Harness:
                 finite = bool(torch.isfinite(got).all())
                 per_image.append(psnr_db(got, want) if finite else math.nan)
                 if measure_floor:
-                    again = run_fixed_tiles(lambda t: model(t.contiguous(memory_format=torch.channels_last)),
+                    again = run_fixed_tiles(lambda t: torch_model(t.contiguous(memory_format=torch.channels_last)),
                                             x, *tile, spec.scale)
                     floor.append(psnr_db(again, want))
                 if finite:
@@ -263,7 +289,10 @@ class Harness:
         result.checks["images"] = len(images)
         result.checks["tiling"] = f"{spec.height}x{spec.width} tiles (the contract's rule)"
         floors: list[float | None] = list(floor) if floor else [None] * len(per_image)
-        result.status = worst([judge(bound, p, f) for p, f in zip(per_image, floors)])
+        levels = worst_abs * 255.0 if bound.max_levels is not None else None
+        result.status = worst([judge(bound, p, f, levels) for p, f in zip(per_image, floors)])
+        if levels is not None:
+            result.checks["max_levels"] = round(levels, 3)
         result.checks["per_image_parity_db"] = [round(min(p, 999.0), 2) for p in per_image]
         if floor:
             result.checks["per_image_reference_self_db"] = [round(min(f, 999.0), 2) for f in floor]
@@ -279,6 +308,26 @@ class Harness:
                 f"differences; 'at floor' = within {bound.floor_margin_db:.1f} dB of that on every image below "
                 f"{bound.min_db:.0f} dB, the target not met"
             )
+
+    def compare_native(self, found: FoundContract, contract: ArtifactContract, result: ParityResult, runner: Any,
+                       path: Path) -> None:
+        """Runtimes whose default runner is a reference evaluation of the file (Core ML on Linux:
+        its MIL program) also run the vendor runtime itself where the host has it, under the same
+        bound; each such run is a row of ``checks["native"]`` and the worst status counts."""
+        native_runs = getattr(runner, "native_runs", None)
+        if native_runs is None:
+            return
+        runs, reason = native_runs(path)
+        result.checks["evaluated_by"] = getattr(runner, "evaluation", "the runtime")
+        if reason is not None:
+            result.notes.append(f"{reason}: the {contract.spec.runtime} runtime itself did not run here")
+        rows: dict[str, Any] = {}
+        for label, run in runs.items():
+            sub = ParityResult(result.artifact, result.backend, result.precision, PASS, runtime=result.runtime)
+            self.compare(found.path, contract, sub, io_adapter(run, contract.spec))
+            rows[label] = {"status": sub.status, "parity_min_psnr_db": sub.parity_min_db, "max_abs": sub.max_abs}
+            result.status = worst([result.status, sub.status])
+        result.checks["native"] = rows
 
     def check(self, found: FoundContract) -> ParityResult:
         """Check one discovered artifact; anything that goes wrong becomes a failed row."""
@@ -298,7 +347,7 @@ class Harness:
             result.notes.append(str(exc))
             return result
         try:
-            bound_for(spec.backend, spec.precision)
+            spec_bound(spec)
             runner = get_runner(spec.runtime)
             if runner is None:
                 result.status = SKIPPED
@@ -323,6 +372,7 @@ class Harness:
                 result.notes.append(f"not run: {reason} (structure checked against the contract)")
                 return result
             self.compare(found.path, contract, result, io_adapter(runner.load(path), spec))
+            self.compare_native(found, contract, result, runner, path)
             return result
         except (ParityError, BoundError, ContractError, CheckpointError, DataError, RuntimeUnavailable) as exc:
             result.status = ERROR

@@ -9,6 +9,7 @@ static int8 (or uint8) activations, per-channel symmetric int8 weights.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -48,6 +49,11 @@ def _symmetric(quantizer: Any, config: Callable[..., Any], is_qat: bool,
     return quantizer
 
 
+def module_type_name(module_type: type[nn.Module]) -> str:
+    """How ``torch.export`` names a module type in a node's ``nn_module_stack`` (``seemore.deploy.form.ResidualAdd``)."""
+    return f"{module_type.__module__}.{module_type.__qualname__}"
+
+
 def _coreml_quantizer(is_qat: bool) -> Any:
     """Core ML's PT2E quantizer: int8 symmetric per-channel weights, 8-bit activations.
 
@@ -55,6 +61,9 @@ def _coreml_quantizer(is_qat: bool) -> Any:
     with moving-average min/max that act as plain observers under ``prepare_pt2e``).
     """
     del is_qat
+    from seemore.toolchain_logs import import_coremltools
+
+    import_coremltools()  # first, quietly: the imports below would print its Linux warnings
     from coremltools.optimize.torch.quantization.quantization_config import (
         LinearQuantizerConfig,
         ModuleLinearQuantizerConfig,
@@ -67,11 +76,62 @@ def _coreml_quantizer(is_qat: bool) -> Any:
         weight_dtype=torch.qint8,
         weight_per_channel=True,
     )
-    # None = leave these modules in float (router, top-k mask, LayerNorm), as for XNNPACK.
-    config = LinearQuantizerConfig(
-        global_config=global_config, module_type_configs={t: None for t in FLOAT_MODULES}
-    )
-    return CoreMLQuantizer(config)
+    # None = leave FLOAT_MODULES in float (router, top-k mask, LayerNorm, residual adds, the
+    # context upsample), as for XNNPACK. CoreMLQuantizer's type filter looks each key up among
+    # the types in a node's nn_module_stack, which torch.export (2.13) records as qualified-name
+    # strings, so the keys are those names: a class key matches no node (programs made before
+    # this was found quantized every FLOAT_MODULES op, and the matmul context upsample then
+    # failed calibration with an observer on its Python-float scale).
+    types: dict[Any, None] = {module_type_name(t): None for t in FLOAT_MODULES}
+    config = LinearQuantizerConfig(global_config=global_config, module_type_configs=types)
+
+    class CachedPatternCoreMLQuantizer(CoreMLQuantizer):  # type: ignore[misc, valid-type]
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            with _coreml_pattern_cache():
+                return super().annotate(model)
+
+    return CachedPatternCoreMLQuantizer(config)
+
+
+# The pattern builders of ExecuTorch's CoreMLQuantizer (its _coreml_quantizer_utils), memoised.
+_COREML_PATTERN_BUILDERS = ("get_binary_op_act_pattern", "get_conv_pattern", "get_conv_bn_pattern",
+                            "get_linear_pattern", "get_linear_bn_pattern")
+_pattern_cache: dict[tuple[Any, ...], torch.fx.GraphModule] = {}
+
+
+def _memoised(name: str, builder: Callable[..., torch.fx.GraphModule]) -> Callable[..., torch.fx.GraphModule]:
+    """``builder`` building each pattern once; every call gets its own copy, because the
+    subgraph matcher rewrites the output node of the pattern it is given."""
+
+    def build(*args: Any, **kwargs: Any) -> torch.fx.GraphModule:
+        key = (name, args, tuple(sorted(kwargs.items())))
+        if key not in _pattern_cache:
+            _pattern_cache[key] = builder(*args, **kwargs)
+        return copy.deepcopy(_pattern_cache[key])
+
+    return build
+
+
+@contextlib.contextmanager
+def _coreml_pattern_cache() -> Iterator[None]:
+    """Build each of CoreMLQuantizer's match patterns once instead of once per use.
+
+    Its annotators rebuild every (op, activation) pattern with ``torch.export`` for every
+    quantization config they apply (the global one and each module-type one): on the deploy
+    form that was minutes of pattern exports per ``prepare_pt2e``, most of PTQ's time. A pattern
+    depends only on the builder's arguments (ops, activation, conv rank), so each one is built
+    once per process while annotation runs.
+    """
+    import executorch.backends.apple.coreml.quantizer._coreml_quantizer_utils as utils
+
+    originals = {name: getattr(utils, name) for name in _COREML_PATTERN_BUILDERS}
+    for name, builder in originals.items():
+        setattr(utils, name, _memoised(name, builder))
+    try:
+        yield
+    finally:
+        for name, builder in originals.items():
+            setattr(utils, name, builder)
 
 
 class _FunctionAsModule(nn.Module):

@@ -154,7 +154,7 @@ def run_quantization(
     torch.manual_seed(settings.seed)
 
     data = load_training_data(cfg.scale, data_root, progress=progress)
-    deploy = DeploySeemoRe.from_reference(model).eval()
+    deploy = DeploySeemoRe.from_reference(model, settings.backend).eval()  # the program's backend's form
     metrics: dict[str, Any] = {"scale": cfg.scale}
 
     t = time.perf_counter()

@@ -68,8 +68,10 @@ def get_runner(runtime: str) -> Runner | None:
 def _register_builtin() -> None:
     # Imported here, not at the top, so that a built-in runner module can import this one.
     if "executorch" not in _RUNNERS:
+        from seemore.runtime.coreml import CoreMLRunner
         from seemore.runtime.executorch import ExecuTorchRunner
         from seemore.runtime.onnx import OnnxRuntimeRunner
 
         _RUNNERS.setdefault("executorch", ExecuTorchRunner)
         _RUNNERS.setdefault("onnxruntime", OnnxRuntimeRunner)
+        _RUNNERS.setdefault("coreml", CoreMLRunner)
