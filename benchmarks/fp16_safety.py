@@ -29,6 +29,9 @@ def build_parser() -> cli.OneLineParser:
 
     p = cli.make_parser(PROG, __doc__)
     cli.add_model(p)
+    p.add_argument("--backend", choices=("coreml", "vulkan"), default="coreml",
+                   help="whose deploy form runs in fp16: Core ML's (matmul context upsample) or the one every other "
+                   "backend exports, Vulkan's included (default: coreml)")
     cli.add_data_root(p)
     p.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), metavar="SET",
                    help=f"benchmark set names or folders, '{BUNDLED}' for scikit-image's sample photos "
@@ -54,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     from seemore.deploy.fp16 import check_fp16, format_report, load_lr_images
 
     torch.set_num_threads(args.threads)
-    model = DeploySeemoRe.from_checkpoint(args.model)
+    model = DeploySeemoRe.from_checkpoint(args.model, args.backend)
     images = load_lr_images(args.sets, model.scale, args.data_root)
     bar = progress(total=len(images), desc="fp16 check", unit="image", enabled=not args.no_progress)
 
@@ -68,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{model.config.name} x{model.scale}, {len(images)} LR images ({', '.join(report.psnr_by_set())})")
     print(format_report(report, top=args.top or None, per_op=args.per_op))
     if args.json is not None:
-        cli.write_json(args.json, {"tool": "benchmarks/fp16_safety.py", "model": args.model,
+        cli.write_json(args.json, {"tool": "benchmarks/fp16_safety.py", "model": args.model, "backend": args.backend,
                                    "variant": model.config.name, "scale": model.scale, "sets": args.sets,
                                    "threads": args.threads, "torch": torch.__version__, **report.to_json()})
         print(f"wrote {args.json}")

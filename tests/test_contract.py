@@ -18,6 +18,7 @@ from seemore.contract import (
     ContractError,
     ExportSpec,
     QuantizationRecord,
+    SpecError,
     contract_path,
     discover,
     file_record,
@@ -173,3 +174,28 @@ def test_fixed_tile_plan_reassembles_exactly() -> None:
     assert padded.flatten().tolist() == [0, 1, 2, 2, 1, 0, 0, 1]
     rule = tiling_rule(180, 320)
     assert rule["tile"] == [180, 320] and rule["overlap"] == 16 and "cross-fade" in rule["blend"]
+
+
+def test_core_ml_spec_variants_validate_tag_and_round_trip() -> None:
+    spec = ExportSpec("coreml", "fp16", 180, 320, compression="w8", sizes=((180, 320), (360, 640)),
+                      deployment_target="iOS18")
+    assert spec.runtime == "coreml" and spec.tag == "coreml_fp16_w8_180x320_enum2_ios18"
+    assert ExportSpec.from_dict(spec.to_dict()) == spec
+    assert ExportSpec("coreml", "fp16", io="image").tag == "coreml_fp16_180x320_image"
+    assert ExportSpec("coreml", "fp16").deployment_target == "iOS17"
+    assert ExportSpec("xnnpack", "fp32").deployment_target == ""
+    bad = [
+        (dict(backend="xnnpack", compression="w8"), "not available for xnnpack"),
+        (dict(backend="coreml", precision="int8", compression="w8"), "applies to fp16"),
+        (dict(backend="coreml", precision="fp16", compression="lut4"), "choose from w8, lut6"),
+        (dict(backend="xnnpack", io="image"), "io 'image' is not available"),
+        (dict(backend="coreml", precision="fp16", io="image", layout="NHWC"), "image I/O takes no layout"),
+        (dict(backend="coreml", precision="fp16", deployment_target="iOS16"), "choose from iOS17, iOS18"),
+        (dict(backend="xnnpack", sizes=((180, 320),)), "Core ML feature"),
+        (dict(backend="coreml", precision="fp16", sizes=((90, 160), (180, 320))), "must be the default"),
+        (dict(backend="coreml", precision="fp16", sizes=((180, 320), (180, 320))), "repeat"),
+        (dict(backend="coreml", precision="fp16", sizes=((180, 320), (1080, 1920))), "within 1023 px"),
+    ]
+    for fields, message in bad:
+        with pytest.raises(SpecError, match=message):
+            ExportSpec(**fields)

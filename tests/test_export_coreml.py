@@ -175,8 +175,17 @@ def test_parity_of_every_package_and_a_tampered_weight_blob(exported: dict[str, 
         assert r.checks["evaluated_by"].startswith("the package's MIL program")
         assert any("did not run here" in n for n in r.notes)
     assert results[f"seemore_t_x4_executorch_coreml_fp16_{H}x{W}.pte"].status == "not run"
-    # Flip weights in the blob, then record the new hash so only the numbers can catch it.
-    path = folder / f"seemore_t_x4_coreml_fp16_{H}x{W}.mlpackage"
+    # Flip weights in the blob, then record the new hash so only the numbers can catch it (in a
+    # folder of its own: the package, its contract and the checkpoint the contract names).
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    name = f"seemore_t_x4_coreml_fp16_{H}x{W}.mlpackage"
+    shutil.copytree(folder / name, alone / name)
+    shutil.copy(contract_path(folder / name), contract_path(alone / name))
+    for checkpoint in folder.glob("*.safetensors"):
+        shutil.copy(checkpoint, alone / checkpoint.name)
+    folder = alone
+    path = folder / name
     blob = path / "Data/com.apple.CoreML/weights/weight.bin"
     data = bytearray(blob.read_bytes())
     # The largest fp16 weight, found in the blob by its bytes; doubling or halving every value

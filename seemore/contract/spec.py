@@ -45,6 +45,7 @@ IO_KINDS: dict[str, tuple[str, ...]] = {"coreml": ("tensor", "image")}
 # Minimum OS of the program (Core ML packages and Core ML-delegated .pte files).
 DEPLOYMENT_TARGETS: dict[str, tuple[str, ...]] = {"coreml": ("iOS17", "iOS18")}
 DEFAULT_DEPLOYMENT_TARGET: dict[str, str] = {"coreml": "iOS17"}
+MAX_ENUMERATED_SIDE = 1023
 DEFAULT_LR_HEIGHT = 180
 DEFAULT_LR_WIDTH = 320
 
@@ -132,6 +133,11 @@ class ExportSpec:
             raise SpecError(f"the first enumerated size must be the default {self.height}x{self.width}")
         if len(set(sizes)) != len(sizes):
             raise SpecError("enumerated sizes repeat")
+        if len(sizes) > 1 and max(max(s) for s in sizes) > MAX_ENUMERATED_SIDE:
+            # With several shapes the Core ML form builds its upsample matrices at run time, in
+            # fp16, from pixel positions (i + 0.5): exact only while they stay below 1024.
+            raise SpecError(f"enumerated sizes must stay within {MAX_ENUMERATED_SIDE} px a side (fp16 pixel "
+                            "positions of the context upsample); export larger sizes as packages of their own")
         object.__setattr__(self, "sizes", sizes)
 
     @property
