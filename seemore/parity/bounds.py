@@ -93,7 +93,7 @@ BOUNDS: tuple[ParityBound, ...] = (
     ParityBound(
         "coreml", "fp16", "eager", 60.0,
         "the package's own MIL program evaluated op by op with fp16 storage between ops (the Linux check) "
-        "MEASURE_FP16; 60 dB is the issue's target for fp16 rounding alone; a wrong weight layout, pixel-shuffle "
+        "gave 72.1 dB against eager on a real 180x320 crop for the shipped T x4 (the torch fp16 emulation of the deploy form 71.1-72.6 dB on every Set5/Set14 image); 60 dB is the issue's target for fp16 rounding alone; a wrong weight layout, pixel-shuffle "
         "order or layer-norm axis lands far below",
     ),
     ParityBound(
@@ -104,17 +104,17 @@ BOUNDS: tuple[ParityBound, ...] = (
     ),
     ParityBound(
         "coreml", "fp16", "eager", 45.0,
-        "int8 per-channel weights (linear_quantize_weights) change the function by design: MEASURE_W8",
+        "int8 per-channel weights (linear_quantize_weights) change the function by design: the shipped T x4 package measured 53.0 dB against eager on a real crop; 45 dB leaves room across images, a wrong scale or layout lands far below",
         compression="w8",
     ),
     ParityBound(
         "coreml", "fp16", "eager", 38.0,
-        "6-bit palettized weights (k-means lookup table per tensor): MEASURE_LUT6",
+        "6-bit palettized weights (k-means lookup table per tensor): the shipped T x4 package measured 41.4 dB against eager on a real crop; 38 dB leaves room across images",
         compression="lut6",
     ),
     ParityBound(
         "coreml", "int8", "program", 40.0,
-        "W8A8 against its fake-quant program: MEASURE_INT8",
+        "W8A8 against its fake-quant program (same margin rule as XNNPACK). Not met by the shipped QAT package: 36.5 dB on a real crop, the program's own self-parity 45.6 dB; the package computes in fp16 between its quantize/dequantize pairs, the program in fp32, and the int8 roundings amplify that difference; whether that is all of it is not yet known, so this bound stays and the package is reported as failing it",
         floor_margin_db=1.5,
     ),
 )
