@@ -96,16 +96,17 @@ class CoreMLRunner:
     # How load() evaluates a package (the parity report names it next to Core ML's own runs).
     evaluation = "the package's MIL program, evaluated op by op by seemore.runtime.mil (fp16 storage, float32 compute)"
 
-    def __init__(self) -> None:
-        self._programs: dict[tuple[Any, ...], MilProgram] = {}
+    # Shared by every runner: the exporter's structure report and its check, then the harness,
+    # each make their own runner for the same package.
+    _programs: dict[tuple[Any, ...], MilProgram] = {}
 
     def _program(self, path: Path) -> MilProgram:
-        """The package's program, read once per runner while its files are unchanged."""
+        """The package's program, read once while its files are unchanged (their sizes and mtimes)."""
         path = Path(path)
         files = [path / "Manifest.json", *sorted((path / "Data").rglob("*"))] if path.is_dir() else []
         key = (str(path.resolve()), *((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()))
         if key not in self._programs:
-            self._programs = {key: load_mil_program(path)}  # keep one: packages can be large
+            CoreMLRunner._programs = {key: load_mil_program(path)}  # keep one: packages can be large
         return self._programs[key]
 
     def available(self, path: Path | None = None) -> str | None:
