@@ -222,3 +222,39 @@ def test_cli_bad_input_is_a_one_line_error(exported: dict[str, Any], tmp_path: P
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and message in err[-1], err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+class TinyBranchAdd(torch.nn.Module):
+    """A quantized residual add whose second branch has a tiny scale (as SeemoRe's near-constant
+    branches do): dq(q(x, 1/64)) + dq(q(1e-4 x, 1/64000)) -> q(1/64)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qd = torch.ops.quantized_decomposed
+        big = qd.dequantize_per_tensor(qd.quantize_per_tensor(x, 1 / 64, 0, -128, 127, torch.int8),
+                                       1 / 64, 0, -128, 127, torch.int8)
+        small = x * 1e-4
+        tiny = qd.dequantize_per_tensor(qd.quantize_per_tensor(small, 1 / 64000, 0, -128, 127, torch.int8),
+                                        1 / 64000, 0, -128, 127, torch.int8)
+        return qd.dequantize_per_tensor(qd.quantize_per_tensor(big + tiny, 1 / 64, 0, -128, 127, torch.int8),
+                                        1 / 64, 0, -128, 127, torch.int8)
+
+
+def test_w8a8_lowering_keeps_quantized_adds_inside_fp16(tmp_path: Path) -> None:
+    # coremltools' scale normalization of quantized adds divides both branches by one branch's
+    # scale (here 1/64000: the sum becomes ~1.2e5, past fp16's 65504, and saturates); the
+    # exporter must leave that pass out.
+    import torchao  # noqa: F401  (registers the quantized_decomposed ops)
+
+    from seemore.contract.spec import ExportSpec
+    from seemore.export.coreml import CoreMLExporter
+
+    module = torch.fx.symbolic_trace(TinyBranchAdd())
+    spec = ExportSpec("coreml", "int8", 8, 8, scale=2)  # the scale is not used: no config
+    x = torch.linspace(-1.9, 1.9, 3 * 8 * 8).reshape(1, 3, 8, 8)
+    exporter = CoreMLExporter()
+    path = tmp_path / "add.mlpackage"
+    path.mkdir()
+    exporter.serialize(exporter.lower(module, spec), path)
+    got = load_mil_program(path).run({"lr": x})["sr"].float()
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got, module(x), atol=1 / 64 + 1e-3)
