@@ -190,6 +190,49 @@ def test_coreml_quantizer_keeps_the_matmul_context_upsample_float() -> None:
         assert (converted(x) - deploy(x)).abs().max().item() < 0.05
 
 
+def test_coreml_annotation_shortcuts_change_nothing() -> None:
+    """Inside the shortcuts, a pattern builder gives CoreMLQuantizer the very pattern it would
+    have built when all its operators occur in the model, and a stand-in that matches nothing
+    otherwise; the annotator only tries patterns that can match. (``benchmarks/coreml_annotation.py``
+    compares whole prepared programs, which takes minutes without the shortcuts.)"""
+    import operator
+
+    import torch.nn.functional as F
+
+    try:
+        quantizers.backend_quantizer("coreml", is_qat=False)
+    except quantize.QuantizeError as exc:
+        pytest.skip(str(exc))
+    import executorch.backends.apple.coreml.quantizer._coreml_quantizer_utils as utils
+
+    deploy = DeploySeemoRe.from_reference(small_model(output_in_image_range=True), "coreml")
+    captured = quantize.capture(deploy, ExportSpec(backend="coreml", precision="int8", height=H, width=W))
+    present = quantizers._call_targets(captured.graph)
+    cases = [("get_conv_pattern", (2,)), ("get_conv_pattern", (2, F.relu, True)), ("get_conv_pattern", (1,)),
+             ("get_conv_bn_pattern", (2,)), ("get_binary_op_act_pattern", (operator.add,)),
+             ("get_binary_op_act_pattern", (torch.mul, F.sigmoid)), ("get_linear_pattern", ())]
+    originals = [getattr(utils, name)(*args) for name, args in cases]  # the stock builders
+    builder = utils.get_conv_pattern
+    with quantizers._coreml_annotation_shortcuts(captured):
+        can_match = []
+        for (name, args), original in zip(cases, originals):
+            built = getattr(utils, name)(*args)
+            can_match.append(quantizers._call_targets(original.graph) <= present)
+            if can_match[-1]:
+                assert built.code == original.code, (name, args)
+            else:
+                assert quantizers._call_targets(built.graph) == {quantizers._unmatchable}, (name, args)
+        assert True in can_match and False in can_match
+        # A stand-in is not even tried: the stock annotator recompiles the model before matching.
+        recompiles: list[None] = []
+        captured.recompile = lambda: recompiles.append(None)  # type: ignore[method-assign]
+        assert utils.annotate_weighted_mod_pattern(captured, quantizers._unmatchable_pattern(), None, None) == []
+        assert not recompiles
+        utils.annotate_weighted_mod_pattern(captured, originals[0], None, None)
+        assert recompiles  # (the spy sees a pattern that is tried)
+    assert utils.get_conv_pattern is builder  # restored on exit
+
+
 def test_xnnpack_keeps_the_residual_stream_float_and_every_conv_int8(run: dict[str, Any]) -> None:
     # (The Core ML and LiteRT quantizers fuse conv + add and quantize the sum regardless.)
     deploy = DeploySeemoRe.from_reference(run["model"])

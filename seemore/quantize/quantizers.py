@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -87,51 +88,102 @@ def _coreml_quantizer(is_qat: bool) -> Any:
 
     class CachedPatternCoreMLQuantizer(CoreMLQuantizer):  # type: ignore[misc, valid-type]
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            with _coreml_pattern_cache():
+            with _coreml_annotation_shortcuts(model):
                 return super().annotate(model)
 
     return CachedPatternCoreMLQuantizer(config)
 
 
-# The pattern builders of ExecuTorch's CoreMLQuantizer (its _coreml_quantizer_utils), memoised.
+# The pattern builders of ExecuTorch's CoreMLQuantizer (its _coreml_quantizer_utils).
 _COREML_PATTERN_BUILDERS = ("get_binary_op_act_pattern", "get_conv_pattern", "get_conv_bn_pattern",
                             "get_linear_pattern", "get_linear_bn_pattern")
 _pattern_cache: dict[tuple[Any, ...], torch.fx.GraphModule] = {}
 
 
-def _memoised(name: str, builder: Callable[..., torch.fx.GraphModule]) -> Callable[..., torch.fx.GraphModule]:
-    """``builder`` building each pattern once; every call gets its own copy, because the
-    subgraph matcher rewrites the output node of the pattern it is given."""
+def _call_targets(graph: torch.fx.Graph) -> set[Any]:
+    """The operators a graph calls (what a subgraph matcher compares, literals ignored)."""
+    return {n.target for n in graph.nodes if n.op == "call_function"}
 
-    def build(*args: Any, **kwargs: Any) -> torch.fx.GraphModule:
-        key = (name, args, tuple(sorted(kwargs.items())))
-        if key not in _pattern_cache:
-            _pattern_cache[key] = builder(*args, **kwargs)
-        return copy.deepcopy(_pattern_cache[key])
 
-    return build
+def _unmatchable() -> None:
+    """The one operator of a stand-in pattern: no model calls it, so the stand-in matches nothing."""
+
+
+def _unmatchable_pattern() -> torch.fx.GraphModule:
+    """A stand-in for a pattern that cannot match the model being annotated (not built)."""
+    graph = torch.fx.Graph()
+    graph.output(graph.call_function(_unmatchable, (graph.placeholder("input"),)))
+    return torch.fx.GraphModule(nn.Module(), graph)
 
 
 @contextlib.contextmanager
-def _coreml_pattern_cache() -> Iterator[None]:
-    """Build each of CoreMLQuantizer's match patterns once instead of once per use.
+def _coreml_annotation_shortcuts(model: torch.fx.GraphModule) -> Iterator[None]:
+    """Run CoreMLQuantizer's annotation on ``model`` without its two wastes; the result is the same.
 
-    Its annotators rebuild every (op, activation) pattern with ``torch.export`` for every
-    quantization config they apply (the global one and each module-type one): on the deploy
-    form that was minutes of pattern exports per ``prepare_pt2e``, most of PTQ's time. A pattern
-    depends only on the builder's arguments (ops, activation, conv rank), so each one is built
-    once per process while annotation runs.
+    Its annotators try 405 (op, activation, in-place, conv rank) patterns per quantization config
+    (the global one and each module-type one), and for each try they first export the pattern
+    with ``torch.export`` and then clean and recompile the whole model: on the deploy form,
+    minutes per ``prepare_pt2e``. Here every pattern is built at most once per process (a
+    pattern depends only on the builder's arguments), the model is cleaned once, and a pattern
+    that calls an operator the model never calls (the matcher compares call targets, so it
+    cannot match) is neither tried nor built: its parts (the op without the activation, and the
+    activation) are built and looked up first, and the rest is a stand-in that matches nothing.
     """
     import executorch.backends.apple.coreml.quantizer._coreml_quantizer_utils as utils
 
-    originals = {name: getattr(utils, name) for name in _COREML_PATTERN_BUILDERS}
-    for name, builder in originals.items():
-        setattr(utils, name, _memoised(name, builder))
+    model.graph.eliminate_dead_code()
+    model.recompile()
+    present = _call_targets(model.graph)
+    builders = {name: getattr(utils, name) for name in _COREML_PATTERN_BUILDERS}
+    annotators = {name: getattr(utils, name)
+                  for name in ("annotate_weighted_mod_pattern", "annotate_binary_op_act_pattern")}
+
+    def built(name: str, *args: Any) -> torch.fx.GraphModule:
+        key = (name, *args)
+        if key not in _pattern_cache:
+            _pattern_cache[key] = builders[name](*args)
+        return _pattern_cache[key]
+
+    def activation_targets(act_fn: Callable[..., Any], in_place: bool) -> set[Any]:
+        with_act = built("get_binary_op_act_pattern", torch.add, act_fn, in_place)
+        return _call_targets(with_act.graph) - _call_targets(built("get_binary_op_act_pattern", torch.add).graph)
+
+    def shortcut(name: str) -> Callable[..., torch.fx.GraphModule]:
+        signature = inspect.signature(builders[name])
+
+        def build(*args: Any, **kwargs: Any) -> torch.fx.GraphModule:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = dict(bound.arguments)
+            act_fn, in_place = values.pop("act_fn"), values.pop("act_in_place")
+            base = built(name, *values.values())
+            if not _call_targets(base.graph) <= present or (
+                    act_fn is not None and not activation_targets(act_fn, in_place) <= present):
+                return _unmatchable_pattern()
+            full = base if act_fn is None else built(name, *values.values(), act_fn, in_place)
+            return copy.deepcopy(full)  # a copy per call: the subgraph matcher rewrites its pattern
+
+        return build
+
+    def guarded(annotate: Callable[..., Any]) -> Callable[..., Any]:
+        def annotate_if_matchable(model: torch.fx.GraphModule, pattern_gm: torch.fx.GraphModule,
+                                  *args: Any, **kwargs: Any) -> Any:
+            if not _call_targets(pattern_gm.graph) <= present:
+                return []
+            return annotate(model, pattern_gm, *args, **kwargs)
+
+        return annotate_if_matchable
+
+    originals = {**builders, **annotators}
+    for name in builders:
+        setattr(utils, name, shortcut(name))
+    for name, annotate in annotators.items():
+        setattr(utils, name, guarded(annotate))
     try:
         yield
     finally:
-        for name, builder in originals.items():
-            setattr(utils, name, builder)
+        for name, original in originals.items():
+            setattr(utils, name, original)
 
 
 class _FunctionAsModule(nn.Module):
