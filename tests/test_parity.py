@@ -106,8 +106,8 @@ def test_bounds_are_data_and_a_missing_bound_is_an_error() -> None:
     assert judge(int8, 40.0, 41.2) == "at floor" and judge(int8, 39.6, 41.2) == "FAIL"
     assert judge(int8, 40.5, None) == "FAIL"
     assert judge(fp16, 49.0) == "FAIL" and judge(fp16, float("nan")) == "FAIL" and judge(fp16, float("inf")) == "pass"
-    with pytest.raises(BoundError, match="no parity bound for litert/fp16"):
-        bound_for("litert", "fp16")
+    with pytest.raises(BoundError, match="no parity bound for litert/bf16"):
+        bound_for("litert", "bf16")
     # Core ML variants: compressed weights have their own bounds; image I/O also limits 8-bit levels.
     image = bound_for("coreml", "fp16", io="image")
     assert image.key == "coreml/fp16/image" and image.max_levels == 1

@@ -29,6 +29,9 @@ rewrites (docs/TOOLCHAIN.md, "Delegation pitfalls"):
   because the Neural Engine's upsample takes only a factor of 2 and the x16 one falls back
   to the CPU/GPU; coremltools folds the matrices into constants at a fixed shape. Every
   other backend keeps ``F.interpolate``;
+* for LiteRT only (:data:`UNIT_CLAMP`), the top-k mask's clamps to [0, 1] are
+  ``min(relu6(x), 1)``: LiteRT's converter turns a plain clamp into RELU_0_TO_1, which its
+  XNNPACK delegate does not take;
 * the two residual additions of every pre-norm block are :class:`ResidualAdd` modules,
   so that INT8 quantizers can keep the residual stream in float by module type (see
   :data:`FLOAT_MODULES` below). The long skip before the
@@ -62,7 +65,24 @@ from seemore.model import Expert, MoELayer, PreNormExpertBlock, ResGroup, Router
 _STEP_GAIN = 2.0**13
 
 
-def _positive_step(diff: Tensor, stages: int) -> Tensor:
+# How the top-k mask clamps to [0, 1], per backend (:func:`unit_clamp`). LiteRT's converter fuses
+# every spelling of clamp(x, 0, 1) (clamp, hardtanh, min/max in either order, relu then min) into
+# RELU_0_TO_1, which LiteRT's XNNPACK delegate does not take: each one split the CPU graph
+# (5 partitions with 10 of them outside on a one-group model). ``min(relu6(x), 1)`` is the same
+# function, exactly (min(min(max(x, 0), 6), 1)), and lowers to RELU6 (or a fused activation) and
+# MINIMUM, which XNNPACK delegates. Every other backend keeps ``clamp``.
+UNIT_CLAMP: dict[str, str] = {"litert": "relu6_min"}
+UNIT_CLAMP_MODES: tuple[str, ...] = ("clamp", "relu6_min")
+
+
+def unit_clamp(x: Tensor, mode: str = "clamp") -> Tensor:
+    """``clamp(x, 0, 1)``, spelled ``mode``'s way (:data:`UNIT_CLAMP`); the same values either way."""
+    if mode == "relu6_min":
+        return torch.clamp_max(F.relu6(x), 1.0)
+    return torch.clamp(x, 0.0, 1.0)
+
+
+def _positive_step(diff: Tensor, stages: int, clamp_mode: str = "clamp") -> Tensor:
     """1 where ``diff > 0``, 0 where ``diff <= 0``, built from mul and clamp only.
 
     Each stage scales by ``_STEP_GAIN`` and clamps to [0, 1]; a positive ``diff`` reaches
@@ -71,7 +91,7 @@ def _positive_step(diff: Tensor, stages: int) -> Tensor:
     """
     out = diff
     for _ in range(stages):
-        out = torch.clamp(out * _STEP_GAIN, 0.0, 1.0)
+        out = unit_clamp(out * _STEP_GAIN, clamp_mode)
     return out
 
 
@@ -118,6 +138,7 @@ class TopKRoutingMask(nn.Module):
         self.num_experts = num_experts
         self.k = k
         self.stages = step_stages(num_experts, k)
+        self.clamp_mode = "clamp"  # set per backend by DeploySeemoRe.from_reference (UNIT_CLAMP)
 
     def forward(self, probs: Tensor) -> Tensor:
         if self.k == self.num_experts:
@@ -125,10 +146,10 @@ class TopKRoutingMask(nn.Module):
         count: Tensor | None = None
         for j in range(self.num_experts):
             # (B, 1) - (B, E): 1 where expert j beats expert i, 0 otherwise (and for j == i).
-            beaten = _positive_step(probs[:, j : j + 1] - probs, self.stages)
+            beaten = _positive_step(probs[:, j : j + 1] - probs, self.stages, self.clamp_mode)
             count = beaten if count is None else count + beaten
         assert count is not None
-        keep = torch.clamp(float(self.k) - count, 0.0, 1.0)
+        keep = unit_clamp(float(self.k) - count, self.clamp_mode)
         return probs * keep
 
 
@@ -489,9 +510,13 @@ class DeploySeemoRe(nn.Module):
         """Deploy form of a reference model (weights copied; the reference is untouched).
 
         ``backend`` (an :class:`~seemore.contract.spec.ExportSpec` backend) picks the
-        backend-specific rewrites (:data:`CONTEXT_UPSAMPLE`); ``None`` is the default form.
+        backend-specific rewrites (:data:`CONTEXT_UPSAMPLE`, :data:`UNIT_CLAMP`); ``None`` is the
+        default form.
         """
         deploy = cls(model.config, context_upsample_mode(backend))
+        for mask in deploy.modules():
+            if isinstance(mask, TopKRoutingMask):
+                mask.clamp_mode = UNIT_CLAMP.get(backend, "clamp") if backend else "clamp"
         deploy.load_state_dict(convert_state_dict(model.state_dict(), model.config), strict=True)
         return deploy.to(next(model.parameters()).device).eval()
 

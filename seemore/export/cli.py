@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from seemore.export.driver import ExportResult
 
 RUNTIME_TITLES = {"executorch": "ExecuTorch .pte", "onnxruntime": "ONNX",
-                  "coreml": "Core ML .mlpackage (and the Core ML-delegated .pte)"}
+                  "coreml": "Core ML .mlpackage (and the Core ML-delegated .pte)", "litert": "LiteRT .tflite"}
 
 
 def default_out(runtime: str) -> Path:
@@ -64,8 +64,9 @@ def build_parser(runtime: str, prog: str) -> argparse.ArgumentParser:
                    help=f"output folder (default: {default_out(runtime)})")
     add_size(p, what="; the output is scale times larger, larger images are tiled per the contract")
     p.add_argument("--batch", type=positive_int, default=1, help="fixed batch size of the artifacts (default: 1)")
-    p.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW",
-                   help="tensor layout of the artifacts' input and output (default: NCHW)")
+    layout = "NHWC" if runtime == "litert" else "NCHW"  # LiteRT: what Android bitmaps and its GPU delegate want
+    p.add_argument("--layout", choices=("NCHW", "NHWC"), default=layout,
+                   help=f"tensor layout of the artifacts' input and output (default: {layout})")
     if runtime == "coreml":
         p.add_argument("--image-io", action="store_true",
                        help="image-typed input and output (RGB; the model scales to [0, 255] and clamps), so an app "
@@ -209,6 +210,11 @@ def executorch_main(argv: Sequence[str] | None = None) -> int:
 def coreml_main(argv: Sequence[str] | None = None) -> int:
     """``seemore-export-coreml`` / ``python mobile/export_coreml.py``."""
     return export_main("coreml", "export_coreml.py", argv)
+
+
+def tflite_main(argv: Sequence[str] | None = None) -> int:
+    """``seemore-export-tflite`` / ``python mobile/export_tflite.py``."""
+    return export_main("litert", "export_tflite.py", argv)
 
 
 def onnx_main(argv: Sequence[str] | None = None) -> int:

@@ -57,6 +57,12 @@ TARGETS: dict[str, Target] = {
                compression="lut6"),
         Target("executorch-coreml-fp16", "executorch", "coreml", "fp16",
                "ExecuTorch .pte with the Core ML delegate (CoreMLPartitioner), FP16"),
+        Target("litert-fp32", "litert", "litert", "fp32", "LiteRT .tflite, FP32 (CPU / XNNPACK)"),
+        Target("litert-fp16", "litert", "litert", "fp16",
+               "LiteRT .tflite, FP16 weights (GPU delegate computes in fp16, CPU in fp32)"),
+        Target("litert-int8", "litert", "litert", "int8",
+               "LiteRT .tflite, INT8 static activations, per-channel weights (litert-torch PT2EQuantizer)",
+               quantizer="litert"),
     )
 }
 # What each CLI exports when no --targets are given.
@@ -64,6 +70,7 @@ DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
     "executorch": ("xnnpack-fp32", "xnnpack-int8", "vulkan-fp16"),
     "onnxruntime": ("onnx-fp32",),
     "coreml": ("coreml-fp16", "coreml-int8", "coreml-w8", "coreml-lut6", "executorch-coreml-fp16"),
+    "litert": ("litert-fp32", "litert-fp16", "litert-int8"),
 }
 # Runtimes whose CLI also exports targets of another runtime (Core ML's CLI writes the Core
 # ML-delegated .pte too: the same model for the same chip, in ExecuTorch's file format).
@@ -99,4 +106,8 @@ def exporter_for(runtime: str) -> Exporter:
         from seemore.export.coreml import CoreMLExporter
 
         return CoreMLExporter()
+    if runtime == "litert":
+        from seemore.export.litert import LiteRTExporter
+
+        return LiteRTExporter()
     raise ExportError(f"no exporter for the {runtime} runtime")

@@ -114,7 +114,24 @@ BOUNDS: tuple[ParityBound, ...] = (
     ),
     ParityBound(
         "coreml", "int8", "program", 40.0,
-        "W8A8 against its fake-quant program (same margin rule as XNNPACK). Not met by the shipped QAT package: 36.5 dB on a real crop, the program's own self-parity 45.6 dB; the package computes in fp16 between its quantize/dequantize pairs, the program in fp32, and the int8 roundings amplify that difference; whether that is all of it is not yet known, so this bound stays and the package is reported as failing it",
+        "W8A8 against its fake-quant program (same margin rule as XNNPACK): the shipped QAT package measured "
+        "44.6 dB on a real crop (the program's self-parity 45.6 dB) and 42.9 dB on the worst Set5/Set14 image "
+        "(self-parity 44.7 dB); it computes in fp16 between its quantize/dequantize pairs, the program in fp32, "
+        "and int8 rounding amplifies that, hence the lower bound than XNNPACK's; an fp16 overflow in the "
+        "lowering (coremltools' quantized-add scale normalization, now removed) gave 36.5 / 32.6 dB",
+        floor_margin_db=1.5,
+    ),
+    ParityBound("litert", "fp32", "eager", 60.0, _FLOAT_WHY + " (LiteRT's interpreter with XNNPACK: same)"),
+    ParityBound(
+        "litert", "fp16", "eager", 50.0,
+        "fp16 weights, run here by LiteRT's CPU path (dequantized once, fp32 arithmetic); LiteRT's GPU "
+        "delegate also computes in fp16, as Vulkan does, so the bound is Vulkan's fp16 one",
+    ),
+    ParityBound(
+        "litert", "int8", "program", 40.0,
+        "against the fake-quant program it was converted from (the issue's bar); LiteRT's int8 kernels "
+        "requantize with their own rounding and run GELU and the float ops on int8-dequantized values, "
+        "so a few roundings flip; \"at floor\" within 1.5 dB of the program's self-parity, as for XNNPACK",
         floor_margin_db=1.5,
     ),
 )

@@ -231,7 +231,15 @@ def _litert_quantizer(is_qat: bool) -> Any:
             with _litert_pattern_shim():
                 return super().annotate(model)
 
-    return _symmetric(ShimmedPT2EQuantizer(), get_symmetric_quantization_config, is_qat)
+    quantizer = _symmetric(ShimmedPT2EQuantizer(), get_symmetric_quantization_config, is_qat)
+    # litert-torch's module-type filter tests ``type in [types of the node's nn_module_stack]``,
+    # and torch.export (2.13) records those types as qualified-name strings (CoreMLQuantizer's
+    # bug, above): a class key matches no node, so the router, the top-k mask (int8 MINIMUM, which
+    # LiteRT's XNNPACK delegate does not take), the LayerNorms and the residual adds were
+    # quantized. The name keys match.
+    for module_type in FLOAT_MODULES:
+        quantizer.set_module_type(module_type_name(module_type), None)
+    return quantizer
 
 
 def _histogram_activation_ranges(quantizer: Any) -> Any:

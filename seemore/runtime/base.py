@@ -1,8 +1,7 @@
 """The runner protocol: what the parity harness and the host benchmark need from a runtime.
 
 A runner is registered under the runtime name that an artifact's contract carries
-(``spec.runtime``: ``executorch``, ``onnxruntime``; ``litert`` and ``coreml`` plug in the same
-way). Nothing in the harness or the benchmark is specific to one runtime.
+(``spec.runtime``: ``executorch``, ``onnxruntime``, ``coreml``, ``litert``). Nothing in the harness or the benchmark is specific to one runtime.
 
 Every runner's :meth:`Runner.structure` returns the same keys, read from the artifact file
 itself: ``partitions`` (delegate calls), ``ops_outside`` (operators outside any delegate),
@@ -70,8 +69,10 @@ def _register_builtin() -> None:
     if "executorch" not in _RUNNERS:
         from seemore.runtime.coreml import CoreMLRunner
         from seemore.runtime.executorch import ExecuTorchRunner
+        from seemore.runtime.litert import LiteRTRunner
         from seemore.runtime.onnx import OnnxRuntimeRunner
 
         _RUNNERS.setdefault("executorch", ExecuTorchRunner)
         _RUNNERS.setdefault("onnxruntime", OnnxRuntimeRunner)
         _RUNNERS.setdefault("coreml", CoreMLRunner)
+        _RUNNERS.setdefault("litert", LiteRTRunner)
