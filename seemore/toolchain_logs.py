@@ -74,3 +74,21 @@ def quiet_stderr() -> Iterator[io.StringIO]:
     with contextlib.redirect_stderr(buffer):
         yield buffer
 
+
+@contextlib.contextmanager
+def quiet_fd2() -> Iterator[None]:
+    """Discard what is written to file descriptor 2 meanwhile, by native code (a runtime's C++
+    log lines) or by Python's ``sys.stderr``; the CLI's one-line errors stay alone on stderr."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            with contextlib.redirect_stderr(null):
+                yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

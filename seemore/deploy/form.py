@@ -72,7 +72,6 @@ _STEP_GAIN = 2.0**13
 # function, exactly (min(min(max(x, 0), 6), 1)), and lowers to RELU6 (or a fused activation) and
 # MINIMUM, which XNNPACK delegates. Every other backend keeps ``clamp``.
 UNIT_CLAMP: dict[str, str] = {"litert": "relu6_min"}
-UNIT_CLAMP_MODES: tuple[str, ...] = ("clamp", "relu6_min")
 
 
 def unit_clamp(x: Tensor, mode: str = "clamp") -> Tensor:
@@ -516,7 +515,7 @@ class DeploySeemoRe(nn.Module):
         deploy = cls(model.config, context_upsample_mode(backend))
         for mask in deploy.modules():
             if isinstance(mask, TopKRoutingMask):
-                mask.clamp_mode = UNIT_CLAMP.get(backend, "clamp") if backend else "clamp"
+                mask.clamp_mode = UNIT_CLAMP.get(backend or "", "clamp")
         deploy.load_state_dict(convert_state_dict(model.state_dict(), model.config), strict=True)
         return deploy.to(next(model.parameters()).device).eval()
 

@@ -133,7 +133,9 @@ class LiteRTExporter:
             kwargs["quant_config"] = QuantConfig(pt2e_quantizer=backend_quantizer("litert", is_qat=False))
         from litert_torch import config as litert_config
 
-        module.eval()  # the I/O wrapper too (litert-torch warns about training mode otherwise)
+        # The I/O wrapper's own flag (its contents are in eval mode already; litert-torch warns on
+        # a module in training mode, and a PT2E program refuses a recursive eval()).
+        module.training = False
         # litert-torch prints each conversion stage to stdout; the CLI's table is what goes there.
         show_progress, litert_config.show_progress = litert_config.show_progress, False
         with torch.no_grad(), quiet_info_logs(), quiet_stderr(), _restoring(litert_config, show_progress):

@@ -1,9 +1,9 @@
 """Host latency of every artifact of one checkpoint, side by side with eager PyTorch (``benchmarks/host_runtime.py``).
 
 The artifacts are discovered through their contracts (under ``--root``) and run by the runner
-of their runtime; targets that are missing there (by default XNNPACK FP32 and INT8 ``.pte`` and
-the ONNX Runtime FP32 baseline) are exported first with the export driver into a temporary
-folder, INT8 from the program of this checkpoint (found by SHA-256) or a quick PTQ
+of their runtime; targets that are missing there (by default XNNPACK FP32 and INT8 ``.pte``, the
+ONNX Runtime FP32 baseline, and LiteRT FP32 and INT8 ``.tflite`` on LiteRT's XNNPACK delegate) are
+exported first with the export driver into a temporary folder, INT8 from the program of this checkpoint (found by SHA-256) or a quick PTQ
 (calibration changes the numerics, not the speed). All engines run in one process on the same
 real-image input, taking turns (round-robin), so the noise of a shared machine hits them alike;
 the table gives medians and ratios.
@@ -37,9 +37,11 @@ from seemore.cli import (
 )
 
 PROG = "host_runtime.py"
-DEFAULT_TARGETS: tuple[str, ...] = ("xnnpack-fp32", "xnnpack-int8", "onnx-fp32")
+DEFAULT_TARGETS: tuple[str, ...] = ("xnnpack-fp32", "xnnpack-int8", "onnx-fp32", "litert-fp32", "litert-int8")
 # INT8 .pte speed-up targets over eager FP32 and over ONNX Runtime FP32 (the project's goals).
-SPEEDUP_TARGETS = {"eager": 5.0, "onnxruntime": 2.5}
+SPEEDUP_TARGETS = {"eager": 5.0, "onnxruntime": 2.5,
+                   # LiteRT INT8 latency within this factor of the INT8 .pte (issue 12's bar)
+                   "litert_int8_vs_pte": 1.3}
 EAGER = "eager PyTorch FP32"
 
 
@@ -77,7 +79,8 @@ def find_artifacts(root: Path, checkpoint_sha: str, height: int, width: int) -> 
         if c is None or c.kind != "runtime" or c.source.sha256 != checkpoint_sha:
             continue
         s = c.spec
-        if (s.height, s.width, s.batch, s.layout, s.io_dtype) != (height, width, 1, "NCHW", "float32"):
+        # Either layout: each engine is fed through its own contract's I/O (LiteRT's default is NHWC).
+        if (s.height, s.width, s.batch, s.io_dtype) != (height, width, 1, "float32"):
             continue
         try:
             out[(s.runtime, s.backend, s.precision)] = check_file(found.path, c.artifact, "artifact")
@@ -142,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from seemore.contract import ExportSpec, SpecError
         from seemore.export.base import ExportError
         from seemore.export.calibration import real_input
+        from seemore.contract import contract_path, read_contract
         from seemore.export.targets import get_target
         from seemore.parity.harness import io_adapter
         from seemore.paths import resolve_data_root
@@ -172,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if reason is not None:
                     say(f"{target.name}: not timed ({reason})")
                     continue
-                spec = target.spec(height, width, model.scale)
+                spec = read_contract(contract_path(path)).spec
                 run = io_adapter(runner.load(path), spec)
                 engines[f"{target.runtime} {target.backend} {target.precision.upper()}"] = (
                     lambda run=run: run(x))
@@ -196,6 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ratios["int8_vs_onnxruntime"] = ort / int8
                 print(f"INT8 vs ONNX Runtime FP32: {ratios['int8_vs_onnxruntime']:.2f}x "
                       f"(target >= {SPEEDUP_TARGETS['onnxruntime']}x)")
+        litert_int8 = med.get("litert litert INT8")
+        pte_int8 = med.get("executorch xnnpack INT8")
+        if litert_int8 and pte_int8:
+            ratios["litert_int8_vs_pte_int8"] = litert_int8 / pte_int8
+            print(f"LiteRT INT8 latency / ExecuTorch XNNPACK INT8: {ratios['litert_int8_vs_pte_int8']:.2f}x "
+                  f"(target <= {SPEEDUP_TARGETS['litert_int8_vs_pte']}x)")
         print("note: this machine is shared and noisy (timings move 30-50% between runs); compare the ratios "
               "of one run, not absolute times across runs.")
         if args.json is not None:

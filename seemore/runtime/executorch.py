@@ -7,8 +7,6 @@ says so.
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,23 +54,15 @@ def set_runtime_threads(threads: int) -> bool:
     descriptor 2 depending on the build); both are silenced for the call so CLIs keep their
     one-line error output. Returns ``False`` (and does nothing) without ExecuTorch.
     """
-    import os
+    from seemore.toolchain_logs import quiet_fd2
 
     try:
         from executorch.extension.pybindings import portable_lib
     except ImportError:
         return False
 
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            with contextlib.redirect_stderr(null):
-                portable_lib._unsafe_reset_threadpool(threads)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with quiet_fd2():
+        portable_lib._unsafe_reset_threadpool(threads)
     return True
 
 

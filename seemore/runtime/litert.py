@@ -8,52 +8,36 @@ LiteRT's model analyzer.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from seemore.runtime.base import RunFn, RuntimeUnavailable
+from seemore.toolchain_logs import quiet_fd2
 
 # LiteRT's analyzer marks every op the GPU delegate would not take like this (tflite/python/analyzer).
 _GPU_WARNING = "GPU COMPATIBILITY WARNING"
 
 
-@contextlib.contextmanager
-def _captured_fd2() -> Iterator[list[str]]:
-    """Capture what native code writes to file descriptor 2 (the interpreter's log) into one string."""
-    out: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
+def _interpreter(path: Path, threads: int) -> Any:
+    """A LiteRT interpreter of ``path`` with the XNNPACK delegate applied (as on a phone's CPU).
+
+    Its native log ("Created TensorFlow Lite XNNPACK delegate for CPU.") is kept off the
+    terminal, where a CLI's output and one-line errors go.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    with quiet_fd2():
         try:
-            yield out
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            out.append(sink.read().decode(errors="replace"))
-
-
-def _interpreter(path: Path, threads: int, delegate: bool = True) -> tuple[Any, str]:
-    """A LiteRT interpreter of ``path`` (XNNPACK applied unless ``delegate`` is False) and its creation log."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    resolver = OpResolverType.AUTO if delegate else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    with _captured_fd2() as log:
-        try:
-            interpreter = Interpreter(model_path=str(path), num_threads=threads,
-                                      experimental_op_resolver_type=resolver)
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise RuntimeUnavailable(f"{Path(path).name}: LiteRT cannot load it "
-                                     f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
-    return interpreter, log[0]
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RuntimeUnavailable(f"{Path(path).name}: LiteRT cannot load it ({first})") from None
+    return interpreter
 
 
 def _read_model(path: Path) -> Any:
@@ -68,6 +52,7 @@ def _read_model(path: Path) -> Any:
 
 
 def _op_names() -> dict[int, str]:
+    """LiteRT's builtin operator codes by number (``BuiltinOperator`` of the schema)."""
     from ai_edge_litert import schema_py_generated as schema
 
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -132,7 +117,7 @@ def tflite_structure(path: Path, threads: int = 1) -> dict[str, Any]:
                                 model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode), "CUSTOM")
                   for op in graph.operators)
     ranks = [len(t.shape) if t.shape is not None else 0 for t in graph.tensors]
-    interpreter, _ = _interpreter(path, threads)
+    interpreter = _interpreter(path, threads)
     partitions, outside = delegation(interpreter)
 
     def shape(index: int) -> list[int]:
@@ -194,7 +179,7 @@ class LiteRTRunner:
 
     def load(self, path: Path) -> RunFn:
         """The interpreter as a callable on one float tensor of the artifact's input shape."""
-        interpreter, _ = _interpreter(Path(path), self.threads)
+        interpreter = _interpreter(Path(path), self.threads)
         [inp] = interpreter.get_input_details()
         [out] = interpreter.get_output_details()
 
