@@ -76,6 +76,7 @@ def test_graph_is_rank_4_and_float_graphs_are_one_xnnpack_partition(exported: di
         s = read_contract(contract_path(artifact(exported, precision))).structure
         assert (s["partitions"], s["ops_outside"]) == (1, 0), (precision, s["ops_outside_by_type"])
         assert "RELU_0_TO_1" not in s["ops_by_type"]  # the top-k mask's clamps (UNIT_CLAMP)
+        assert s["transposes"] == 1  # the NHWC pixel shuffle's own; no layout transposes (NHWCPixelShuffleIO)
     assert "DEQUANTIZE" in read_contract(contract_path(artifact(exported, "fp16"))).structure["ops_by_type"]
     # The structure in the contract is what the runner reads back from the file.
     path = artifact(exported, "fp32")
@@ -103,6 +104,16 @@ def test_litert_deploy_form_equals_the_default_one(exported: dict[str, Any]) -> 
     assert {m.clamp_mode for m in litert.modules() if hasattr(m, "clamp_mode")} == {"relu6_min"}
     with torch.no_grad():
         assert torch.equal(litert(x), DeploySeemoRe.from_reference(model)(x))
+
+
+def test_nhwc_pixel_shuffle_equals_the_channels_last_wrapper(exported: dict[str, Any]) -> None:
+    from seemore.deploy.capture import ChannelsLastIO
+    from seemore.export.litert import NHWCPixelShuffleIO
+
+    deploy = DeploySeemoRe.from_reference(exported["model"], "litert")
+    x = torch.rand(2, H, W, 3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(NHWCPixelShuffleIO(deploy)(x), ChannelsLastIO(deploy)(x))
 
 
 def test_unfolded_weight_quantize_computes_the_same_program(exported: dict[str, Any]) -> None:
