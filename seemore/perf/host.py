@@ -3,8 +3,8 @@
 The artifacts are discovered through their contracts (under ``--root``) and run by the runner
 of their runtime; targets that are missing there (by default XNNPACK FP32 and INT8 ``.pte``, the
 ONNX Runtime FP32 baseline, and LiteRT FP32 and INT8 ``.tflite`` on LiteRT's XNNPACK delegate) are
-exported first with the export driver into a temporary folder, INT8 from the program of this checkpoint (found by SHA-256) or a quick PTQ
-(calibration changes the numerics, not the speed). All engines run in one process on the same
+exported first with the export driver into a temporary folder, INT8 from the program of this
+checkpoint (found by SHA-256) or a quick PTQ (calibration changes the numerics, not the speed). All engines run in one process on the same
 real-image input, taking turns (round-robin), so the noise of a shared machine hits them alike;
 the table gives medians and ratios.
 """
@@ -113,6 +113,11 @@ def engines_for(model: Any, checkpoint: Path, target_names: Sequence[str], root:
     return out
 
 
+def engine_name(runtime: str, backend: str, precision: str) -> str:
+    """An artifact's row name in the timing table, e.g. ``executorch xnnpack INT8``."""
+    return f"{runtime} {backend} {precision.upper()}"
+
+
 def format_timings(times: dict[str, list[float]], psnr: dict[str, float]) -> str:
     """Median, range, ratios to eager and to ONNX Runtime, PSNR against eager."""
     from seemore.common.tables import format_table
@@ -178,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     continue
                 spec = read_contract(contract_path(path)).spec
                 run = io_adapter(runner.load(path), spec)
-                engines[f"{target.runtime} {target.backend} {target.precision.upper()}"] = (
+                engines[engine_name(target.runtime, target.backend, target.precision)] = (
                     lambda run=run: run(x))
             with torch.no_grad():
                 want = model(x)
@@ -200,8 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ratios["int8_vs_onnxruntime"] = ort / int8
                 print(f"INT8 vs ONNX Runtime FP32: {ratios['int8_vs_onnxruntime']:.2f}x "
                       f"(target >= {SPEEDUP_TARGETS['onnxruntime']}x)")
-        litert_int8 = med.get("litert litert INT8")
-        pte_int8 = med.get("executorch xnnpack INT8")
+        litert_int8 = med.get(engine_name("litert", "litert", "int8"))
+        pte_int8 = med.get(engine_name("executorch", "xnnpack", "int8"))
         if litert_int8 and pte_int8:
             ratios["litert_int8_vs_pte_int8"] = litert_int8 / pte_int8
             print(f"LiteRT INT8 latency / ExecuTorch XNNPACK INT8: {ratios['litert_int8_vs_pte_int8']:.2f}x "

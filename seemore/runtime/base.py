@@ -1,7 +1,8 @@
 """The runner protocol: what the parity harness and the host benchmark need from a runtime.
 
 A runner is registered under the runtime name that an artifact's contract carries
-(``spec.runtime``: ``executorch``, ``onnxruntime``, ``coreml``, ``litert``). Nothing in the harness or the benchmark is specific to one runtime.
+(``spec.runtime``: ``executorch``, ``onnxruntime``, ``coreml``, ``litert``). Nothing in the
+harness or the benchmark is specific to one runtime.
 
 Every runner's :meth:`Runner.structure` returns the same keys, read from the artifact file
 itself: ``partitions`` (delegate calls), ``ops_outside`` (operators outside any delegate),

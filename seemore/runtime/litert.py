@@ -48,7 +48,8 @@ def _read_model(path: Path) -> Any:
     try:
         return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as exc:  # a corrupt flatbuffer raises whatever the generated code hits
-        raise RuntimeUnavailable(f"{Path(path).name}: not a readable .tflite flatbuffer ({type(exc).__name__})") from None
+        raise RuntimeUnavailable(
+            f"{Path(path).name}: not a readable .tflite flatbuffer ({type(exc).__name__})") from None
 
 
 def _op_names() -> dict[int, str]:
