@@ -16,6 +16,10 @@ at the spec's fixed shape.
 litert-torch 0.10 already decomposes ``pixel_shuffle`` into rank-4 reshapes and transposes, and
 the deploy form has folded the channel shuffle into its conv, so no tensor above rank 4 is left
 (:func:`seemore.runtime.litert.tflite_structure` reports the largest rank of every artifact).
+Two exact rewrites of the converted file (:mod:`seemore.export.tflite_graph`) then make it one
+XNNPACK partition with no layout transposes: the pixel shuffle's reshape/transpose chain becomes
+one ``DEPTH_TO_SPACE`` (the upsampler conv's channels reordered), and each int8 ``GELU``, which
+LiteRT's XNNPACK delegate does not take, becomes ``DEQUANTIZE -> GELU -> QUANTIZE``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch import nn
 from seemore.contract.spec import ExportSpec
 from seemore.deploy.capture import io_module
 from seemore.export.base import ExportError
+from seemore.export.tflite_graph import depth_to_space, float_gelu
 from seemore.toolchain_logs import quiet_info_logs, quiet_stderr
 
 
@@ -95,49 +100,6 @@ def unfold_weight_quantize(program: torch.fx.GraphModule) -> torch.fx.GraphModul
     return program
 
 
-class NHWCPixelShuffleIO(nn.Module):
-    """A float deploy form with NHWC input and output whose pixel shuffle is done in NHWC.
-
-    :class:`~seemore.deploy.capture.ChannelsLastIO` around the deploy form makes litert-torch
-    transpose the upsampler conv's NHWC output to NCHW for the (rank-4) pixel shuffle and back:
-    four TRANSPOSEs. Here the conv's output channels are reordered from PyTorch's ``c*r*r + i*r
-    + j`` to ``(i*r + j)*C + c`` (a copy of the conv with its rows permuted: exact), so that in
-    NHWC the shuffle is ``reshape(B*H, W, r, r*C) -> transpose(1, 2) -> reshape(B, H*r, W*r, C)``:
-    rank 4 and one transpose. The same values as ``ChannelsLastIO(model)``, bit for bit.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        conv = model.upsampler[0]
-        r, colours = model.scale, conv.out_channels // model.scale**2
-        # new channel (i*r + j)*C + c takes old channel c*r*r + i*r + j
-        order = torch.arange(conv.out_channels).view(colours, r * r).t().reshape(-1)
-        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding)
-        with torch.no_grad():
-            self.conv.weight.copy_(conv.weight[order])
-            self.conv.bias.copy_(conv.bias[order])
-        self.r, self.colours = r, colours
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(self.model.features(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
-        b, h, w, _ = y.shape
-        y = y.reshape(b * h, w, self.r, self.r * self.colours).transpose(1, 2)
-        return y.reshape(b, h * self.r, w * self.r, self.colours)
-
-
-def litert_module(model: nn.Module, spec: ExportSpec) -> nn.Module:
-    """What LiteRT converts: :func:`~seemore.deploy.capture.io_module`, except that a float deploy
-    form with NHWC I/O gets its pixel shuffle in NHWC (:class:`NHWCPixelShuffleIO`)."""
-    from seemore.deploy import DeploySeemoRe
-
-    module = io_module(model, spec)
-    inner = getattr(module, "model", None)
-    if spec.layout == "NHWC" and isinstance(inner, DeploySeemoRe):
-        return NHWCPixelShuffleIO(inner).eval()
-    return module
-
-
 class LiteRTExporter:
     """The :class:`~seemore.export.base.Exporter` of ``.tflite`` files."""
 
@@ -166,7 +128,7 @@ class LiteRTExporter:
         spec.check_model(model)
         if isinstance(model, torch.fx.GraphModule):
             model = unfold_weight_quantize(model)
-        module = litert_module(model, spec)
+        module = io_module(model, spec)
         kwargs: dict[str, Any] = {}
         if spec.precision == "int8":
             from litert_torch.quantize.quant_config import QuantConfig
@@ -184,9 +146,13 @@ class LiteRTExporter:
         with torch.no_grad(), quiet_info_logs(), quiet_stderr(), _restoring(litert_config, show_progress):
             converted = litert_torch.convert(module, (spec.example_input(),), **kwargs)
             data = bytes(converted.model_content())
-            if spec.precision == "fp16":
-                data = fp16_weights(data)
-        return {"bytes": data}
+        # Exact graph rewrites for LiteRT's XNNPACK delegate (seemore.export.tflite_graph), before
+        # the fp16 casting, which turns the conv weights into DEQUANTIZE outputs.
+        data, shuffles = depth_to_space(data)
+        data, gelus = float_gelu(data)
+        if spec.precision == "fp16":
+            data = fp16_weights(data)
+        return {"bytes": data, "rewrites": {"depth_to_space": shuffles, "float_gelu": gelus}}
 
     def serialize(self, lowered: Any, path: Path) -> None:
         """Write the ``.tflite`` bytes to ``path``."""
@@ -196,4 +162,4 @@ class LiteRTExporter:
         """Ops, tensor ranks, XNNPACK partitions and the GPU-delegate verdict, read from the written file."""
         from seemore.runtime.litert import tflite_structure
 
-        return tflite_structure(path)
+        return {**tflite_structure(path), "rewrites": dict(lowered["rewrites"])}
