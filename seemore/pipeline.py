@@ -6,16 +6,19 @@ Steps, each a thin call into the library, each writing into ``--out``:
 2. ``evaluate``: the shipped SeemoRe-T x4 and MATLAB bicubic on Set5/Set14 (``seemore.evaluate``)
    -> ``eval.json``
 3. ``upscale``: the shipped model on a sample image (``seemore.upscale``) -> ``upscaled/``
-4. ``quantize``: PTQ and QAT INT8 with the default recipe for XNNPACK and for Core ML
-   (``quantization/qat.py --backend xnnpack|coreml``) -> ``quantization/`` (the QAT programs,
-   their contracts, ``qat.json`` and ``qat_coreml.json``)
+4. ``quantize``: PTQ and QAT INT8 with the default recipe for XNNPACK, Core ML and LiteRT
+   (``quantization/qat.py --backend xnnpack|coreml|litert``) -> ``quantization/`` (the QAT
+   programs, their contracts, ``qat.json``, ``qat_coreml.json`` and ``qat_litert.json``)
 5. ``export``: ExecuTorch XNNPACK FP32, XNNPACK INT8 (from the QAT program) and Vulkan FP16
    at 1x3x180x320 (``mobile/export_executorch.py``) -> ``executorch/``
 6. ``coreml``: Core ML FP16, W8A8 (from the Core ML QAT program), int8-weight and 6-bit
    palettized packages and the Core ML-delegated ``.pte`` (``mobile/export_coreml.py``)
    -> ``coreml/``
-7. ``parity``: every artifact in ``executorch/`` and ``coreml/`` against PyTorch on Set5/Set14
-   (``mobile/parity.py``; Core ML packages by evaluating their MIL programs) -> ``parity.json``
+7. ``litert``: LiteRT FP32, FP16-weight and INT8 (from the LiteRT QAT program) ``.tflite`` files
+   with NHWC I/O (``mobile/export_tflite.py``) -> ``litert/``
+8. ``parity``: every artifact in ``executorch/``, ``coreml/`` and ``litert/`` against PyTorch on
+   Set5/Set14 (``mobile/parity.py``; Core ML packages by evaluating their MIL programs, ``.tflite``
+   files in LiteRT's interpreter) -> ``parity.json``
 
 Data come from the data root (``--data-root``, ``$SEEMORE_DATA`` or ``../shared/data``); without
 one, the bundled sample photos are used and the pipeline says so.
@@ -124,8 +127,8 @@ def step_upscale(ctx: PipelineContext) -> str:
 
 # The quantizers the quantize step trains programs for, each one's summary file, and the
 # export step that lowers its program.
-QUANT_BACKENDS: dict[str, str] = {"xnnpack": "qat.json", "coreml": "qat_coreml.json"}
-QUANT_FOR_STEP: dict[str, str] = {"xnnpack": "export", "coreml": "coreml"}
+QUANT_BACKENDS: dict[str, str] = {"xnnpack": "qat.json", "coreml": "qat_coreml.json", "litert": "qat_litert.json"}
+QUANT_FOR_STEP: dict[str, str] = {"xnnpack": "export", "coreml": "coreml", "litert": "litert"}
 
 
 def step_quantize(ctx: PipelineContext) -> str:
@@ -164,7 +167,7 @@ def export_cli_targets(ctx: PipelineContext, runtime: str) -> str:
     did not run, the program of this checkpoint in ``quantization/``, found by its SHA-256).
     """
     from seemore.checkpoint import resolve_model_path
-    from seemore.export import DEFAULT_TARGETS, ExportOptions, export_targets, get_target
+    from seemore.export import DEFAULT_LAYOUTS, DEFAULT_TARGETS, ExportOptions, export_targets, get_target
 
     checkpoint = resolve_model_path(ctx.model_name)
     model = load_model(checkpoint)
@@ -173,7 +176,8 @@ def export_cli_targets(ctx: PipelineContext, runtime: str) -> str:
     for name in DEFAULT_TARGETS[runtime]:
         target = get_target(name)
         program = ctx.int8_programs.get(target.quantizer) if target.quantizer else None
-        options = ExportOptions(height=height, width=width, data_root=ctx.data_root, int8_program=program,
+        options = ExportOptions(height=height, width=width, layout=DEFAULT_LAYOUTS[runtime],
+                                data_root=ctx.data_root, int8_program=program,
                                 program_dirs=(ctx.out / "quantization",))
         results += export_targets(model, [target], ctx.out / runtime, checkpoint, options,
                                   progress=lambda msg: print(msg, flush=True))
@@ -198,8 +202,13 @@ def step_coreml(ctx: PipelineContext) -> str:
     return export_cli_targets(ctx, "coreml")
 
 
+def step_litert(ctx: PipelineContext) -> str:
+    """The LiteRT ``.tflite`` files (FP32, FP16 weights, INT8), NHWC I/O."""
+    return export_cli_targets(ctx, "litert")
+
+
 # The folders the parity step checks (what the export steps wrote).
-PARITY_FOLDERS: tuple[str, ...] = ("executorch", "coreml")
+PARITY_FOLDERS: tuple[str, ...] = ("executorch", "coreml", "litert")
 
 
 def step_parity(ctx: PipelineContext) -> str:
@@ -229,6 +238,7 @@ STEPS: dict[str, Callable[[PipelineContext], str]] = {
     "quantize": step_quantize,
     "export": step_export,
     "coreml": step_coreml,
+    "litert": step_litert,
     "parity": step_parity,
 }
 

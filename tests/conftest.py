@@ -13,6 +13,16 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per worker when the suite runs in parallel (``pytest -n``): the workers
+    already use every core, and torch's default of one thread per core would have each worker's
+    OpenMP threads wait for descheduled siblings."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
 def load_script(relative_path: str) -> ModuleType:
     """Import a CLI script of the repository (e.g. ``mobile/parity.py``) as a module."""
     path = REPO / relative_path

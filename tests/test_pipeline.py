@@ -61,3 +61,30 @@ def test_pipeline_bad_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert pipeline.main(["--out", str(tmp_path), "--model", str(tmp_path / "missing.safetensors")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("seemore-pipeline: error:")
+
+
+def test_every_export_step_lowers_its_own_quantizers_program_in_its_runtimes_layout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What each export step hands the export driver (the exports themselves are the export
+    # tests'): its runtime's default targets, layout and the quantize step's program of the
+    # target's quantizer.
+    import seemore.export as export
+
+    seen: list[tuple[str, str, str | None]] = []
+
+    def record(model, targets, out, checkpoint, options, progress=None):  # noqa: ANN001, ANN202
+        seen.extend((t.name, options.layout, options.int8_program and options.int8_program.name) for t in targets)
+        return []
+
+    monkeypatch.setattr(export, "export_targets", record)
+    programs = {b: tmp_path / f"{b}.pt2" for b in pipeline.QUANT_BACKENDS}
+    ctx = pipeline.PipelineContext(tmp_path, None, "seemore_t_x4", 1, int8_programs=programs)
+    assert set(pipeline.QUANT_FOR_STEP.values()) <= set(pipeline.STEPS)
+    for backend, step in pipeline.QUANT_FOR_STEP.items():
+        pipeline.STEPS[step](ctx)
+    layouts = {name: layout for name, layout, _ in seen}
+    assert layouts["litert-fp32"] == layouts["litert-int8"] == "NHWC"
+    assert layouts["xnnpack-fp32"] == layouts["coreml-fp16"] == "NCHW"
+    int8 = {name: program for name, _, program in seen if name.endswith("int8")}
+    assert int8 == {"xnnpack-int8": "xnnpack.pt2", "coreml-int8": "coreml.pt2", "litert-int8": "litert.pt2"}
+    assert set(pipeline.PARITY_FOLDERS) >= {"executorch", "coreml", "litert"}

@@ -15,9 +15,10 @@ The export spec and contract live in :mod:`seemore.contract`.
 from seemore.contract import ExportSpec, SpecError
 from seemore.export.base import Exporter, ExportError
 from seemore.export.driver import ExportOptions, ExportResult, artifact_name, export_targets
-from seemore.export.targets import DEFAULT_TARGETS, TARGETS, Target, exporter_for, get_target, targets_for
+from seemore.export.targets import DEFAULT_LAYOUTS, DEFAULT_TARGETS, TARGETS, Target, exporter_for, get_target, targets_for
 
 __all__ = [
+    "DEFAULT_LAYOUTS",
     "DEFAULT_TARGETS",
     "TARGETS",
     "ExportError",

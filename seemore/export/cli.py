@@ -31,7 +31,7 @@ from seemore.cli import (
     write_json,
 )
 from seemore.common.tables import format_table
-from seemore.export.targets import DEFAULT_TARGETS, targets_for
+from seemore.export.targets import DEFAULT_LAYOUTS, DEFAULT_TARGETS, targets_for
 
 if TYPE_CHECKING:
     from seemore.export.driver import ExportResult
@@ -64,7 +64,7 @@ def build_parser(runtime: str, prog: str) -> argparse.ArgumentParser:
                    help=f"output folder (default: {default_out(runtime)})")
     add_size(p, what="; the output is scale times larger, larger images are tiled per the contract")
     p.add_argument("--batch", type=positive_int, default=1, help="fixed batch size of the artifacts (default: 1)")
-    layout = "NHWC" if runtime == "litert" else "NCHW"  # LiteRT: what Android bitmaps and its GPU delegate want
+    layout = DEFAULT_LAYOUTS[runtime]
     p.add_argument("--layout", choices=("NCHW", "NHWC"), default=layout,
                    help=f"tensor layout of the artifacts' input and output (default: {layout})")
     if runtime == "coreml":

@@ -36,7 +36,7 @@ from seemore.contract.spec import ExportSpec
 from seemore.deploy.capture import io_module
 from seemore.export.base import ExportError
 from seemore.export.tflite_graph import depth_to_space, float_gelu
-from seemore.toolchain_logs import quiet_info_logs, quiet_stderr
+from seemore.toolchain_logs import quiet_fd2, quiet_info_logs, quiet_stderr
 
 
 @contextlib.contextmanager
@@ -143,15 +143,17 @@ class LiteRTExporter:
         module.training = False
         # litert-torch prints each conversion stage to stdout; the CLI's table is what goes there.
         show_progress, litert_config.show_progress = litert_config.show_progress, False
-        with torch.no_grad(), quiet_info_logs(), quiet_stderr(), _restoring(litert_config, show_progress):
+        # The converter's C++ logs ("Estimated count of arithmetic ops") and ai-edge-quantizer's
+        # tqdm bar go to file descriptor 2: the CLI's progress bar and errors are what belong there.
+        with torch.no_grad(), quiet_info_logs(), quiet_fd2(), _restoring(litert_config, show_progress):
             converted = litert_torch.convert(module, (spec.example_input(),), **kwargs)
             data = bytes(converted.model_content())
-        # Exact graph rewrites for LiteRT's XNNPACK delegate (seemore.export.tflite_graph), before
-        # the fp16 casting, which turns the conv weights into DEQUANTIZE outputs.
-        data, shuffles = depth_to_space(data)
-        data, gelus = float_gelu(data)
-        if spec.precision == "fp16":
-            data = fp16_weights(data)
+            # Exact graph rewrites for LiteRT's XNNPACK delegate (seemore.export.tflite_graph),
+            # before the fp16 casting, which turns the conv weights into DEQUANTIZE outputs.
+            data, shuffles = depth_to_space(data)
+            data, gelus = float_gelu(data)
+            if spec.precision == "fp16":
+                data = fp16_weights(data)
         return {"bytes": data, "rewrites": {"depth_to_space": shuffles, "float_gelu": gelus}}
 
     def serialize(self, lowered: Any, path: Path) -> None:

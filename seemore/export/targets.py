@@ -66,6 +66,10 @@ TARGETS: dict[str, Target] = {
     )
 }
 # What each CLI exports when no --targets are given.
+# The I/O layout each runtime's CLI and the pipeline export by default: LiteRT takes NHWC (what
+# Android bitmaps and its GPU delegate want); the others keep PyTorch's NCHW.
+DEFAULT_LAYOUTS: dict[str, str] = {"executorch": "NCHW", "onnxruntime": "NCHW", "coreml": "NCHW", "litert": "NHWC"}
+
 DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
     "executorch": ("xnnpack-fp32", "xnnpack-int8", "vulkan-fp16"),
     "onnxruntime": ("onnx-fp32",),
