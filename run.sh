@@ -29,5 +29,7 @@ fi
 
 case "$job" in
   pipeline) exec .venv/bin/python -m seemore.pipeline "$@" ;;
-  test) exec .venv/bin/python -m pytest -q "$@" ;;
+  # Two workers (the CI machines' two cores), each test module on one of them so that its
+  # export fixture is built once; every worker runs torch single-threaded (tests/conftest.py).
+  test) exec .venv/bin/python -m pytest -q -n "${SEEMORE_TEST_WORKERS:-2}" --dist loadfile "$@" ;;
 esac
