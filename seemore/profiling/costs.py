@@ -1,8 +1,9 @@
 """Per-op cost of a program: work, bytes moved and op class, the estimator's input.
 
 An op's *work* is its multiply-accumulates for the MAC-bound classes (``conv``, ``dwconv``,
-``matmul``; :mod:`seemore.flops` conventions) and its output elements for the others (one
-arithmetic or copy per element). *Bytes* are what it reads and writes at the artifact's
+``matmul``; :mod:`seemore.flops` conventions), its input elements for a ``reduction`` (each is
+read and combined once) and its output elements for the others (one arithmetic or copy per
+element). *Bytes* are what it reads and writes at the artifact's
 precision: activations and weights at 4 (fp32), 2 (fp16) or 1 (int8) bytes per element. Pure
 views (``view``, ``unsqueeze``, ...) move nothing and are left out; quantize / dequantize pairs
 of an INT8 program fold into the int8 kernels around them and are left out too.
@@ -105,6 +106,10 @@ def _elements(value: Any) -> int:
 def program_costs(graph_module: torch.fx.GraphModule, precision: str) -> ProgramCost:
     """The :class:`ProgramCost` of an FX / ``torch.export`` graph from its recorded shapes.
 
+    The shapes are those the graph was captured with: count a program exported at the
+    artifact's fixed shape (:func:`seemore.deploy.capture.export_program`), not one captured
+    with dynamic sizes for calibration.
+
     MACs come from :func:`seemore.flops.macs_by_node` (the fvcore conventions the README's cost
     table uses); a convolution is ``dwconv`` when every group has one input channel.
     """
@@ -134,6 +139,6 @@ def program_costs(graph_module: torch.fx.GraphModule, precision: str) -> Program
         op_class = _CLASS_OF.get(name)
         if op_class is None:
             continue  # a view, a getitem, a shape computation: no data moved
-        work = macs.get(node.name, 0) if op_class in MAC_CLASSES else out
+        work = macs.get(node.name, 0) if op_class in MAC_CLASSES else inputs if op_class == "reduction" else out
         ops.append(OpCost(node.name, op_class, work, (inputs + out) * size))
     return ProgramCost(tuple(ops), precision)

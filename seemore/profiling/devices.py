@@ -11,7 +11,8 @@ Devices and budgets are data with sources, not code. Layout of ``format = "seemo
                             NPU or ANE), ``note``
 ``  .memory``               ``size`` (GB/MB), ``bandwidth`` (GB/s/MB/s), optional ``type``
 ``  .units.<cpu|gpu|npu|ane>``  ``description``, ``peak.<fp32|fp16|int8>`` (GMAC/s/TMAC/s, at least one),
-                            ``active_power`` (W/mW), optional ``threads``, ``note``
+                            ``active_power`` (W/mW), optional ``threads``, ``note``, ``overhead``
+                            (s/ms: the fixed cost of one inference)
 ``  .backends.<id>``        ``unit`` (a unit of this device), ``artifact`` (pte / tflite / mlpackage), ``note``
 ``scenarios.<name>``        ``description``, ``per`` (photo / frame), ``lr_height``/``lr_width``,
                             ``tile_height``/``tile_width`` (px), ``scale`` (x), ``frame_rate`` (fps, for
@@ -185,6 +186,9 @@ class ComputeUnit:
     active_power: Quantity
     threads: Quantity | None = None
     note: str = ""
+    # Fixed cost of one inference on this unit (dispatch, I/O transfer); None: the estimator uses
+    # the per-inference overhead it measured on the host.
+    overhead: Quantity | None = None
 
     def peak_gmacs(self, precision: str) -> float:
         """Peak rate at ``precision`` in GMAC/s; :class:`RegistryError` where the unit has none."""
@@ -295,7 +299,8 @@ class Registry:
     anchor_devices: dict[str, Device] = field(default_factory=dict)
 
     def device(self, name: str) -> Device:
-        """The device ``name``; :class:`RegistryError` listing the known ids otherwise."""
+        """The profiled device ``name`` (not an anchor-only one); :class:`RegistryError` listing the known ids
+        otherwise."""
         if name not in self.devices:
             raise _unknown(name, "device", self.devices)
         return self.devices[name]
@@ -397,7 +402,7 @@ def _clusters(data: Any, path: str, host: bool) -> tuple[CpuCluster, ...]:
 
 
 def _unit(data: Any, path: str, name: str, host: bool) -> ComputeUnit:
-    u = _table(data, path, ("description", "peak", "active_power"), ("threads", "note"))
+    u = _table(data, path, ("description", "peak", "active_power"), ("threads", "note", "overhead"))
     peak_path = _join(path, "peak")
     peaks = _table(u["peak"], peak_path, (), PRECISIONS)
     if not peaks:
@@ -407,6 +412,7 @@ def _unit(data: Any, path: str, name: str, host: bool) -> ComputeUnit:
         {p: _quantity(peaks[p], _join(peak_path, p), "compute", host) for p in PRECISIONS if p in peaks},
         _quantity(u["active_power"], _join(path, "active_power"), "power", host),
         _optional_quantity(u, "threads", path, "threads", host), _text(u, "note", path, ""),
+        _optional_quantity(u, "overhead", path, "time", host),
     )
 
 

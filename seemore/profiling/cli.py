@@ -1,0 +1,185 @@
+"""``python mobile/profile.py``: does the model fit a phone's latency and power budget, on which
+backend? Estimated from the exported artifacts with a roofline calibrated on this host and
+corrected by published anchors (:mod:`seemore.profiling.estimate`); ``--validate`` checks the
+estimator against this host's measured latencies and the anchors.
+
+    python mobile/profile.py --device pixel8
+    python mobile/profile.py --device iphone15pro --scenario video --json profile.json
+    python mobile/profile.py --validate
+
+Every figure is labelled ``estimated``: measuring on an attached phone (adb) is not part of this
+command yet, and no phone was attached where these numbers were made. Exit status 1 when a
+budget fails (``--warn-only`` reports and exits 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+PROG = "seemore-profile"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    from seemore import cli
+
+    p = cli.make_parser(PROG, __doc__)
+    p.add_argument("--device", default=None, metavar="ID",
+                   help="device of mobile/devices.toml to profile for (pixel8, pixel9, galaxy-s24, iphone15pro, "
+                   "iphone14pro, host)")
+    p.add_argument("--validate", action="store_true",
+                   help="check the estimator: this host's artifacts estimated vs measured in the same run, and the "
+                   "published anchors of mobile/anchors.toml (leave-one-out)")
+    p.add_argument("--root", type=Path, default=Path("artifacts"),
+                   help="folder searched for the exported artifacts and their contracts (default: artifacts)")
+    p.add_argument("--model-name", default="seemore_t_x4",
+                   help="model name in the artifacts' contracts (default: seemore_t_x4)")
+    p.add_argument("--scenario", nargs="+", default=None, metavar="NAME",
+                   help="scenarios of the registry to judge (default: all: photo, video)")
+    p.add_argument("--runs", type=cli.positive_int, default=5,
+                   help="timed runs of each host artifact for the calibration and --validate (default: 5)")
+    p.add_argument("--out", type=Path, default=Path("artifacts") / "profile",
+                   help="folder of the Markdown report and its PNG charts (default: artifacts/profile)")
+    p.add_argument("--warn-only", action="store_true", help="report failed budgets but exit 0")
+    cli.add_threads(p)
+    cli.add_json(p)
+    cli.add_progress(p)
+    return p
+
+
+def _say(enabled: bool):  # type: ignore[no-untyped-def]
+    def say(message: str) -> None:
+        if enabled:
+            print(message, file=sys.stderr, flush=True)
+    return say
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    from seemore.cli import UsageError, check_json_path, check_output_folder, run_main, write_json
+
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from seemore.perf.host import cpu_name
+        from seemore.profiling.anchors import load_anchors
+        from seemore.profiling.devices import load_registry
+        from seemore.profiling.host import find_artifacts, host_calibrations
+        from seemore.profiling.plan import corrections
+        from seemore.toolchain_logs import quiet_toolchain_logs
+
+        quiet_toolchain_logs()
+        if args.device is None and not args.validate:
+            raise UsageError("give --device ID (or --validate)")
+        check_json_path(args.json)
+        check_output_folder(args.out)
+        registry = load_registry()
+        device = registry.device(args.device) if args.device else None  # unknown: lists the known ones
+        scenarios = [registry.scenario(s) for s in args.scenario] if args.scenario else list(registry.scenarios.values())
+        say = _say(not args.no_progress)
+        artifacts = find_artifacts(args.root, args.model_name)
+        cpu = cpu_name()
+        calibrations = host_calibrations(artifacts, args.threads, args.runs, cpu, say)
+        anchors = load_anchors(registry=registry)
+        fitted = corrections(anchors, registry, calibrations)
+        report: dict[str, Any] = {"cpu": cpu, "threads": args.threads, "root": str(args.root),
+                                  "calibration": {p: _calibration_dict(c) for p, c in calibrations.items()},
+                                  "corrections": {f"{k}/{p}": {"factor": f, "anchors": n}
+                                                  for (k, p), (f, n) in fitted.items()}}
+        status = 0
+        if args.validate:
+            status |= _validate(args, artifacts, calibrations, anchors, registry, report, say)
+        if device is not None:
+            status |= _profile(args, device, registry, artifacts, calibrations, fitted, scenarios, report, say)
+        if args.json is not None:
+            write_json(args.json, report)
+        return 0 if args.warn_only else status
+
+    from seemore.contract import ContractError
+    from seemore.profiling.anchors import AnchorError
+    from seemore.profiling.devices import RegistryError
+    from seemore.profiling.estimate import EstimateError
+    from seemore.profiling.host import ProfileError
+
+    return run_main(PROG, body, expected=(RegistryError, AnchorError, EstimateError, ProfileError, ContractError))
+
+
+def _calibration_dict(c: Any) -> dict[str, Any]:
+    return {"precision": c.precision, "rates_work_per_s": dict(c.rates), "group_ms": dict(c.group_ms),
+            "overhead_ms": c.overhead_ms, "measured_ms": c.measured_ms, "runs": c.runs, "source": c.source}
+
+
+def _profile(args: argparse.Namespace, device: Any, registry: Any, artifacts: Any, calibrations: Any, fitted: Any,
+             scenarios: Any, report: dict[str, Any], say: Any) -> int:
+    from seemore.common.files import atomic_write_text
+    from seemore.profiling.plan import plan_device, plan_to_dict
+    from seemore.profiling.report import budget_chart, budget_table, group_time_chart, markdown_report
+
+    plans = plan_device(device, registry, artifacts, calibrations, fitted, scenarios, say)
+    print(f"{device.name} ({device.id}, {device.soc}): every figure ESTIMATED (no phone measured), "
+          f"calibrated on this host ({report['cpu']}, {args.threads} threads)")
+    print(budget_table(plans))
+    folder = args.out / device.id
+    charts = [("time per op group, one inference", "time_per_op_group.png")]
+    group_time_chart(plans, folder / charts[0][1], f"{device.name}: estimated time per op group (one 180x320 tile)")
+    for s in scenarios:
+        name = f"budget_{s.name}.png"
+        budget_chart(plans, s.name, folder / name, f"{device.name}, {s.name}: estimate / budget (log scale)")
+        charts.append((f"{s.name}: latency and energy against the budget", name))
+    assumptions = sorted({a for p in plans if p.per_tile for a in p.per_tile.assumptions} |
+                         {n for p in plans for n in p.notes})
+    header = [f"Estimated, not measured: no phone was attached. Host calibration: "
+              + "; ".join(c.source for c in calibrations.values()) + "."]
+    atomic_write_text(folder / "report.md", markdown_report(device.name, plans, charts, assumptions, header))
+    print(f"report: {folder / 'report.md'} (+ {len(charts)} PNG charts)")
+    report["device"] = {"id": device.id, "name": device.name, "plans": [plan_to_dict(p) for p in plans],
+                        "report": str(folder / "report.md"), "charts": [str(folder / f) for _, f in charts]}
+    failed = any(not r.passed for p in plans for r in p.results)
+    if failed:
+        print("some budgets fail (see the table); --warn-only exits 0")
+    return 1 if failed else 0
+
+
+def _validate(args: argparse.Namespace, artifacts: Any, calibrations: Any, anchors: Any, registry: Any,
+              report: dict[str, Any], say: Any) -> int:
+    from seemore.common.tables import format_table
+    from seemore.profiling.host import measure_latencies
+    from seemore.profiling.plan import HOST_DEVICE, anchor_checks, plan_device
+    from seemore.profiling.report import anchor_table
+
+    host = registry.device(HOST_DEVICE)
+    plans = [p for p in plan_device(host, registry, artifacts, calibrations, {}, [], say) if p.mode == "estimated"]
+    chosen = {p.artifact: p for p in plans}
+    found = [a for a in artifacts.values() if a.path.name in chosen]
+    measured = measure_latencies(found, args.threads, args.runs, say=say)
+    rows, host_rows, ok = [], [], True
+    for artifact in found:
+        est = chosen[artifact.path.name].per_tile
+        assert est is not None
+        med = statistics.median(measured[artifact.path])
+        error = est.latency_ms / med - 1
+        within = abs(error) <= 0.25
+        ok &= within
+        in_sample = artifact.key in {("executorch", "xnnpack", "fp32"), ("executorch", "xnnpack", "int8")}
+        rows.append([artifact.path.name, f"{med:.1f}", f"{est.latency_ms:.1f}", f"{error:+.0%}",
+                     "yes" if within else "NO", "its own ETDump" if in_sample else "the .pte ETDumps"])
+        host_rows.append({"artifact": artifact.path.name, "measured_ms": med, "estimated_ms": est.latency_ms,
+                          "error": error, "within_25pct": within, "calibrated_on_itself": in_sample})
+    print(f"host ({report['cpu']}, {args.threads} threads): estimate vs measured in the same run")
+    print(format_table(["artifact", "measured ms", "estimated ms", "error", "within 25%", "calibrated from"], rows))
+    checks = anchor_checks(anchors, registry, calibrations)
+    print("published anchors, leave-one-out (the correction of each is fitted to the other anchors of its "
+          "unit kind and precision)")
+    print(anchor_table(checks))
+    inside = sum(c.within_2x for c in checks)
+    print(f"anchors within 2x: {inside} of {len(checks)}")
+    report["validation"] = {"host": host_rows, "anchors": [
+        {"id": c.anchor.id, "unit": c.anchor.unit, "precision": c.anchor.precision, "published_ms": c.published_ms,
+         "estimated_ms": c.estimated_ms, "ratio": c.ratio, "correction": c.correction,
+         "fitted_from": list(c.fitted_from), "within_2x": c.within_2x} for c in checks]}
+    return 0 if ok and inside == len(checks) else 1

@@ -1,0 +1,184 @@
+"""Per-device profiling: the estimator's pieces, the scenario arithmetic, the leave-one-out
+anchor validation and ``python mobile/profile.py`` on small exported artifacts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seemore.profiling.costs import OpCost, ProgramCost
+from seemore.profiling.estimate import (
+    Calibration,
+    EstimateError,
+    UnitModel,
+    calibrate,
+    estimate,
+    fit_correction,
+    xnnpack_group,
+)
+from conftest import exit_code, saved_small_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+H, W = 32, 48
+
+
+def test_xnnpack_operator_names_map_to_rate_groups() -> None:
+    assert xnnpack_group("Convolution (NHWC, F32) IGEMM #3") == "dense"
+    assert xnnpack_group("Convolution (NHWC, QC8) DWConv #1") == "dwconv"
+    assert xnnpack_group("Fully Connected (NC, F32) GEMM #2") == "dense"  # 1x1 convs run as FC
+    assert xnnpack_group("Resize Bilinear (NHWC) #1") == "resize"
+    assert xnnpack_group("Transpose (ND, X32) #4") == "movement"
+    assert xnnpack_group("Mean (ND) Reduce2 #1") == "reduction"
+    assert xnnpack_group("GELU (NC) #7") == xnnpack_group("Add (ND) #1") == "elementwise"
+
+
+def _cost() -> ProgramCost:
+    return ProgramCost((OpCost("conv", "conv", 2_000_000_000, 1000), OpCost("fc", "matmul", 1_000_000_000, 1000),
+                        OpCost("add", "elementwise", 10_000_000, 80_000_000)), "fp32")
+
+
+def test_calibration_rates_are_work_over_measured_time_and_the_rest_is_overhead() -> None:
+    events = [("Convolution (NHWC, F32) IGEMM #1", 200.0), ("Fully Connected (NC, F32) GEMM #1", 100.0),
+              ("Add (ND) #1", 10.0)]
+    cal = calibrate(events, 320.0, _cost(), 5, "test")
+    assert cal.rates["dense"] == pytest.approx(3e9 / 0.3)
+    assert cal.rates["elementwise"] == pytest.approx(1e7 / 0.01)
+    assert cal.overhead_ms == pytest.approx(10.0)
+    # The host estimating itself gives back what it measured.
+    host = UnitModel("cpu", {"fp32": 100.0}, 1e6, 10.0)
+    est = estimate(_cost(), cal, host, host)
+    assert est.latency_ms == pytest.approx(320.0)
+    assert est.energy_mj == pytest.approx(320.0 * 10.0)
+
+
+def test_a_faster_unit_scales_compute_and_a_narrow_memory_bounds_it() -> None:
+    cal = Calibration("fp32", {"dense": 1e10, "elementwise": 1e9}, 0.0, 0.0, 1, "test")
+    host = UnitModel("cpu", {"fp32": 100.0}, 1e6, 10.0)
+    fast = UnitModel("gpu", {"fp16": 400.0}, 1e6, 3.0)
+    cost = ProgramCost(_cost().ops, "fp16")
+    est = estimate(cost, cal, host, fast)
+    assert est.group_ms["dense"] == pytest.approx(3e9 / (1e10 * 4) * 1e3)
+    assert est.memory_bound_ms == 0
+    slow_memory = UnitModel("gpu", {"fp16": 400.0}, 0.1, 3.0)  # 0.1 GB/s: the 80 MB add takes 800 ms
+    est = estimate(cost, cal, host, slow_memory, correction=2.0)
+    assert est.group_ms["elementwise"] == pytest.approx(800.0)
+    assert est.memory_bound_ms >= 800.0
+    with pytest.raises(EstimateError, match="int8"):
+        estimate(ProgramCost(cost.ops, "int8"), cal, host, fast)
+
+
+def test_correction_is_the_geometric_mean_of_the_ratios() -> None:
+    assert fit_correction([]) == 1.0
+    assert fit_correction([2.0, 8.0]) == pytest.approx(4.0)
+    with pytest.raises(EstimateError):
+        fit_correction([0.0])
+
+
+def test_scenarios_tile_like_the_contract_and_judge_each_budget() -> None:
+    from seemore.profiling.devices import load_registry
+    from seemore.profiling.estimate import Estimate
+    from seemore.profiling.plan import scenario_result, scenario_tiles
+
+    registry = load_registry()
+    photo, video = registry.scenario("photo"), registry.scenario("video")
+    assert scenario_tiles(photo, (180, 320)) == 20  # 750x1000 LR: 5 rows x 4 columns of windows
+    assert scenario_tiles(video, (180, 320)) == 1
+    per_tile = Estimate(10.0, {}, 0.0, 20.0, 2.0, 0.0, ())  # 10 ms and 20 mJ per tile at 2 W
+    r = scenario_result(video, per_tile, (180, 320))
+    rate = video.frame_rate.to("fps") if video.frame_rate else math.nan
+    assert r.fps == pytest.approx(100.0) and r.power_w == pytest.approx(0.020 * rate)
+    assert r.checks["latency"][2] and r.checks["energy"][2] and r.passed
+    slow = scenario_result(video, Estimate(50.0, {}, 0.0, 100.0, 2.0, 0.0, ()), (180, 320))
+    assert not slow.checks["latency"][2] and slow.power_w == 2.0  # cannot keep up: never rests
+    p = scenario_result(photo, per_tile, (180, 320))
+    assert p.latency_s == pytest.approx(0.2) and p.energy_j == pytest.approx(0.4)
+
+
+def test_anchor_validation_never_uses_an_anchor_for_its_own_correction() -> None:
+    from seemore.profiling.anchors import load_anchors
+    from seemore.profiling.devices import load_registry
+    from seemore.profiling.plan import anchor_checks
+
+    registry = load_registry()
+    anchors = load_anchors(registry=registry)
+    cal = {"fp32": Calibration("fp32", {g: 1e10 for g in ("dense", "dwconv", "elementwise", "reduction",
+                                                           "resize", "movement")}, 1.0, 0.0, 1, "test"),
+           "int8": Calibration("int8", {g: 2e10 for g in ("dense", "dwconv", "elementwise", "reduction",
+                                                           "resize", "movement")}, 1.0, 0.0, 1, "test")}
+    checks = anchor_checks(anchors, registry, cal)
+    assert len(checks) == len(anchors)
+    for c in checks:
+        assert c.anchor.id not in c.fitted_from and c.fitted_from
+        assert all(next(a for a in anchors if a.id == peer).unit == c.anchor.unit for peer in c.fitted_from)
+        assert c.estimated_ms > 0 and c.ratio == pytest.approx(c.estimated_ms / c.published_ms)
+
+
+def main(argv: list[str]) -> int:
+    from seemore.profiling.cli import main as profile_main
+
+    return exit_code(profile_main, argv)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from seemore.export import ExportOptions, export_targets, get_target
+
+    tmp = tmp_path_factory.mktemp("profile")
+    model, ckpt = saved_small_model(tmp, output_in_image_range=True)
+    out = tmp / "artifacts"
+    for name, layout in (("xnnpack-fp32", "NCHW"), ("xnnpack-int8", "NCHW"), ("litert-fp32", "NHWC")):
+        export_targets(model, [get_target(name)], out, ckpt,
+                       ExportOptions(height=H, width=W, layout=layout, calibration_images=1, program_dirs=(),
+                                     verify=False))
+    return out
+
+
+def test_profile_prints_estimated_budget_rows_writes_the_report_and_fails_on_budgets(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--root", str(root), "--model-name", "seemore_t_x4", "--runs", "2", "--threads", "1", "--no-progress",
+            "--out", str(tmp_path / "report")]
+    code = main([*args, "--device", "pixel8", "--json", str(tmp_path / "p.json")])
+    out = capsys.readouterr().out
+    assert "ESTIMATED" in out and "litert-cpu" in out and "missing" in out  # no Vulkan .pte in this root
+    assert "make it: python mobile/export_executorch.py" in out
+    doc = json.loads((tmp_path / "p.json").read_text())
+    plans = {(p["backend"], p["precision"]): p for p in doc["device"]["plans"]}
+    xnn = plans[("executorch-xnnpack", "int8")]
+    assert xnn["mode"] == "estimated" and xnn["per_inference"]["latency_ms"] > 0
+    assert {s["scenario"] for s in xnn["scenarios"]} == {"photo", "video"}
+    failed = any(not s["passed"] for p in doc["device"]["plans"] for s in p["scenarios"])
+    assert code == (1 if failed else 0)
+    report = tmp_path / "report" / "pixel8"
+    assert (report / "report.md").read_text().count("![") == 3
+    for png in ("time_per_op_group.png", "budget_photo.png", "budget_video.png"):
+        assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main([*args, "--device", "pixel8", "--warn-only"]) == 0
+
+
+def test_validate_compares_host_estimates_with_measured_latencies(root: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--root", str(root), "--runs", "2", "--threads", "1", "--no-progress", "--validate",
+                 "--json", str(tmp_path / "v.json")])
+    out = capsys.readouterr().out
+    assert "estimate vs measured in the same run" in out and "leave-one-out" in out
+    doc = json.loads((tmp_path / "v.json").read_text())["validation"]
+    assert {h["artifact"].split("_")[3] for h in doc["host"]} >= {"xnnpack", "litert"}
+    assert all(h["measured_ms"] > 0 and h["estimated_ms"] > 0 for h in doc["host"])
+    assert len(doc["anchors"]) >= 10
+    ok = all(h["within_25pct"] for h in doc["host"]) and all(a["within_2x"] for a in doc["anchors"])
+    assert code == (0 if ok else 1)
+
+
+def test_bad_input_is_one_line(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--device", "pixel7", "--root", str(root), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown device 'pixel7'" in err[0] and "pixel8" in err[0]
+    assert main(["--device", "pixel8", "--root", str(tmp_path / "empty"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "python mobile/export_executorch.py" in err[0]
+    assert main(["--root", str(root)]) == 2  # neither --device nor --validate
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
