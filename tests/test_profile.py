@@ -182,3 +182,87 @@ def test_bad_input_is_one_line(root: Path, tmp_path: Path, capsys: pytest.Captur
     assert len(err) == 1 and "python mobile/export_executorch.py" in err[0]
     assert main(["--root", str(root)]) == 2  # neither --device nor --validate
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def _fake_adb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, scenario: Path) -> Path:
+    """The transcript-replaying fake adb (tests/fake_adb) first on PATH, playing ``scenario``."""
+    import os
+    import sys
+
+    here = Path(__file__).resolve().parent
+    python_dir = tmp_path / "python_bin"
+    python_dir.mkdir(exist_ok=True)
+    if not (python_dir / "python3").exists():
+        (python_dir / "python3").symlink_to(sys.executable)
+    run_dir = tmp_path / "fake_adb_run"
+    monkeypatch.setenv("PATH", os.pathsep.join([str(here / "fake_adb"), str(python_dir), os.environ["PATH"]]))
+    monkeypatch.setenv("FAKE_ADB_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("FAKE_ADB_SCENARIO", str(scenario))
+    return run_dir
+
+
+def _calls(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
+
+
+def test_measured_mode_on_a_replayed_pixel8_pushes_runs_reads_rails_and_marks_rows_measured(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from seemore.profiling.host import etdump_timings, find_artifacts
+
+    # The Pixel 8 transcripts, with real ETDumps of the small .pte files where the phone's would be.
+    scenario = tmp_path / "pixel8"
+    shutil.copytree(Path(__file__).resolve().parent / "data" / "adb" / "pixel8_ok", scenario)
+    artifacts = find_artifacts(root)
+    for precision in ("fp32", "int8"):
+        pte = artifacts[("executorch", "xnnpack", precision)]
+        etdump = scenario / "files" / "data" / "local" / "tmp" / "seemore" / f"{pte.path.stem}.etdump"
+        etdump_timings(pte.path, pte.contract, 1, 1, keep_etdump=etdump)
+    run_dir = _fake_adb(monkeypatch, tmp_path, scenario)
+    runner, bench = tmp_path / "executor_runner", tmp_path / "benchmark_model"
+    runner.write_bytes(b"\x7fELF arm64 runner stand-in")
+    bench.write_bytes(b"\x7fELF arm64 runner stand-in")
+    code = main(["--device", "pixel8", "--root", str(root), "--runs", "10", "--threads", "1", "--no-progress",
+                 "--out", str(tmp_path / "report"), "--executor-runner", str(runner), "--benchmark-model",
+                 str(bench), "--op-profile", "--json", str(tmp_path / "m.json"), "--warn-only"])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, captured.err
+    assert "measured on Pixel 8 (38021FDJH00A1K)" in out
+    plans = {(p["backend"], p["precision"]): p for p in json.loads((tmp_path / "m.json").read_text())["device"]["plans"]}
+    measured = plans[("executorch-xnnpack", "int8")]
+    assert measured["mode"] == "measured"
+    # The replayed executor_runner log: 11 executions, 2 warm-up, the median of the other 9.
+    assert measured["per_inference"]["latency_ms"] == pytest.approx(74.2, abs=0.5)
+    assert measured["per_inference"]["group_ms"]  # per-op times from the pulled (real) ETDump
+    assert plans[("litert-cpu", "fp32")]["mode"] == "measured"
+    assert plans[("executorch-vulkan", "fp16")]["mode"] == "missing"
+    calls = _calls(run_dir)
+    verbs = [c["verb"] for c in calls]
+    first_run = next(i for i, c in enumerate(calls) if "executor_runner" in c.get("shell", "") and
+                     "--model_path" in c.get("shell", ""))
+    assert "push" in verbs[:first_run]  # the artifact and runner are on the phone before it runs
+    assert sum("energy_value" in c.get("shell", "") for c in calls) >= 2  # rails read around each run
+
+
+def test_measured_mode_errors_are_one_line(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    data = Path(__file__).resolve().parent / "data" / "adb"
+    runner = tmp_path / "executor_runner"
+    runner.write_bytes(b"\x7fELF")
+    base = ["--device", "pixel8", "--root", str(root), "--runs", "2", "--threads", "1", "--no-progress",
+            "--out", str(tmp_path / "r"), "--executor-runner", str(runner), "--timeout", "5"]
+    for scenario, expected in (("unauthorized", "unauthorized"), ("two_devices", "--serial"),
+                               ("runner_crash", "executor_runner"), ("runner_timeout", "timed out")):
+        _fake_adb(monkeypatch, tmp_path, data / scenario)
+        assert main(base) == 1, scenario
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], (scenario, err)
+    # No adb at all and no --serial: estimates, said plainly; with --serial: the one-line error.
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    assert main([*base, "--warn-only"]) == 0
+    assert "no phone measured" in capsys.readouterr().out
+    assert main([*base, "--serial", "X1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "adb not found" in err[0]

@@ -7,9 +7,11 @@ estimator against this host's measured latencies and the anchors.
     python mobile/profile.py --device iphone15pro --scenario video --json profile.json
     python mobile/profile.py --validate
 
-Every figure is labelled ``estimated``: measuring on an attached phone (adb) is not part of this
-command yet, and no phone was attached where these numbers were made. Exit status 1 when a
-budget fails (``--warn-only`` reports and exits 0).
+With an Android phone attached (``adb``; ``--serial`` picks one) and the device-side runners
+given (``--executor-runner`` for ``.pte``, ``--benchmark-model`` for ``.tflite``), each artifact
+is *measured* on the phone with its power rails (:mod:`seemore.profiling.measure`); otherwise
+every figure is an *estimate*, and the table says which. Exit status 1 when a budget fails
+(``--warn-only`` reports and exits 0).
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("artifacts") / "profile",
                    help="folder of the Markdown report and its PNG charts (default: artifacts/profile)")
     p.add_argument("--warn-only", action="store_true", help="report failed budgets but exit 0")
+    p.add_argument("--serial", default=None, help="adb serial of the phone to measure on (default: the only one attached)")
+    p.add_argument("--adb", default=None, metavar="PATH", help="the adb binary (default: adb on PATH)")
+    p.add_argument("--executor-runner", type=Path, default=None, metavar="PATH",
+                   help="ExecuTorch executor_runner built for the phone (arm64-v8a, event tracer on), for .pte files")
+    p.add_argument("--benchmark-model", type=Path, default=None, metavar="PATH",
+                   help="LiteRT benchmark_model built for the phone (arm64-v8a), for .tflite files")
+    p.add_argument("--op-profile", action="store_true",
+                   help="measured mode: per-op times too (ETDump for .pte, --enable_op_profiling for .tflite)")
+    p.add_argument("--timeout", type=cli.positive_int, default=600, metavar="S",
+                   help="measured mode: seconds one runner may take on the phone (default: 600)")
     cli.add_threads(p)
     cli.add_json(p)
     cli.add_progress(p)
@@ -106,7 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from seemore.profiling.estimate import EstimateError
     from seemore.profiling.host import ProfileError
 
-    return run_main(PROG, body, expected=(RegistryError, AnchorError, EstimateError, ProfileError, ContractError))
+    from seemore.profiling.adb import AdbError
+
+    return run_main(PROG, body, expected=(RegistryError, AnchorError, EstimateError, ProfileError, ContractError,
+                                          AdbError))
 
 
 def _calibration_dict(c: Any) -> dict[str, Any]:
@@ -121,8 +136,10 @@ def _profile(args: argparse.Namespace, device: Any, registry: Any, artifacts: An
     from seemore.profiling.report import budget_chart, budget_table, group_time_chart, markdown_report
 
     plans = plan_device(device, registry, artifacts, calibrations, fitted, scenarios, say)
-    print(f"{device.name} ({device.id}, {device.soc}): every figure ESTIMATED (no phone measured), "
-          f"calibrated on this host ({report['cpu']}, {args.threads} threads)")
+    plans, phone = _measure(args, device, artifacts, plans, scenarios, say)
+    where = f"measured on {phone} where the mode says so, the rest" if phone else "every figure"
+    print(f"{device.name} ({device.id}, {device.soc}): {where} ESTIMATED, calibrated on this host "
+          f"({report['cpu']}, {args.threads} threads)")
     print(budget_table(plans))
     folder = args.out / device.id
     charts = [("time per op group, one inference", "time_per_op_group.png")]
@@ -133,8 +150,9 @@ def _profile(args: argparse.Namespace, device: Any, registry: Any, artifacts: An
         charts.append((f"{s.name}: latency and energy against the budget", name))
     assumptions = sorted({a for p in plans if p.per_tile for a in p.per_tile.assumptions} |
                          {n for p in plans for n in p.notes})
-    header = [f"Estimated, not measured: no phone was attached. Host calibration: "
-              + "; ".join(c.source for c in calibrations.values()) + "."]
+    measured_note = f"Rows in mode `measured` ran on {phone}; the others are estimates." if phone else \
+        "Estimated, not measured: no phone was attached."
+    header = [measured_note + " Host calibration: " + "; ".join(c.source for c in calibrations.values()) + "."]
     atomic_write_text(folder / "report.md", markdown_report(device.name, plans, charts, assumptions, header))
     print(f"report: {folder / 'report.md'} (+ {len(charts)} PNG charts)")
     report["device"] = {"id": device.id, "name": device.name, "plans": [plan_to_dict(p) for p in plans],
@@ -143,6 +161,64 @@ def _profile(args: argparse.Namespace, device: Any, registry: Any, artifacts: An
     if failed:
         print("some budgets fail (see the table); --warn-only exits 0")
     return 1 if failed else 0
+
+
+def _measure(args: argparse.Namespace, device: Any, artifacts: Any, plans: list[Any], scenarios: Any,
+             say: Any) -> tuple[list[Any], str | None]:
+    """Replace the estimated rows by measured ones where a phone and the runner are at hand.
+
+    Without ``--serial`` / ``--adb``, a missing adb or no attached phone leaves the estimates (the
+    note says so); any other adb problem is the one-line error.
+    """
+    import dataclasses
+
+    from seemore.profiling.adb import Adb, AdbError
+    from seemore.profiling.estimate import Estimate
+    from seemore.profiling.measure import RunnerBinaries, measure_artifact
+    from seemore.profiling.plan import scenario_result
+
+    if device.platform != "android":
+        return plans, None
+    adb = Adb(args.adb, args.serial)
+    if args.serial is None and args.adb is None:
+        # Nothing asked for a phone: no adb, or none attached, means estimates. An attached phone
+        # that cannot be used (unauthorized, offline, one of several) is still an error below.
+        try:
+            attached = adb.devices()
+        except AdbError as exc:
+            attached, reason = [], str(exc)
+        else:
+            reason = "adb devices -l lists none"
+        if not attached:
+            print(f"note: no phone measured ({reason})")
+            return plans, None
+    serial = adb.select()
+    binaries = RunnerBinaries(args.executor_runner, args.benchmark_model)
+    by_name = {a.path.name: a for a in artifacts.values()}
+    out = []
+    for plan in plans:
+        artifact = by_name.get(plan.artifact or "")
+        runner = binaries.executor_runner if plan.artifact and plan.artifact.endswith(".pte") else \
+            binaries.benchmark_model
+        if artifact is None or plan.per_tile is None or runner is None:
+            out.append(plan)
+            continue
+        run = measure_artifact(adb, artifact, plan.backend, binaries, args.runs, 2, 4, args.op_profile,
+                               args.timeout, say)
+        power = run.total_power_w
+        energy_note = "energy = measured latency x the mean power of the matched rails" if power else \
+            "energy = measured latency x the registry's active power (no rails were read)"
+        watts = power if power else plan.per_tile.power_w
+        per_tile = Estimate(run.latency_ms, dict(run.op_ms), 0.0, run.latency_ms * watts, watts, 0.0,
+                            (f"measured on {run.model} ({run.serial}) with {run.timing.runner}", energy_note,
+                             *run.notes))
+        tile = (artifact.contract.spec.height, artifact.contract.spec.width)
+        out.append(dataclasses.replace(plan, mode="measured", per_tile=per_tile,
+                                       results=tuple(scenario_result(s, per_tile, tile) for s in scenarios)))
+    if not any(p.mode == "measured" for p in out):
+        print(f"note: {serial} attached, but no runner was given (--executor-runner, --benchmark-model): estimates")
+        return out, None
+    return out, f"{adb.getprop('ro.product.model') or 'the phone'} ({serial})"
 
 
 def _validate(args: argparse.Namespace, artifacts: Any, calibrations: Any, anchors: Any, registry: Any,

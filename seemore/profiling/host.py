@@ -113,10 +113,11 @@ def artifact_cost(artifact: FoundArtifact, precision: str) -> ProgramCost:
     return _COSTS[key]
 
 
-def etdump_timings(path: Path, contract: ArtifactContract, threads: int, runs: int) -> tuple[list[tuple[str, float]], float]:
+def etdump_timings(path: Path, contract: ArtifactContract, threads: int, runs: int,
+                   keep_etdump: Path | None = None) -> tuple[list[tuple[str, float]], float]:
     """Per-op median times (ms) of the delegated operators of a host ``.pte`` and its median
     end-to-end time, from ``runs`` executions with ExecuTorch's event tracer after one untimed
-    warm-up run."""
+    warm-up run. ``keep_etdump``: also copy the ETDump file there."""
     import torch
     from executorch.devtools import Inspector
     from executorch.runtime import Runtime
@@ -140,6 +141,9 @@ def etdump_timings(path: Path, contract: ArtifactContract, threads: int, runs: i
             etdump, debug = Path(scratch) / "run.etdp", Path(scratch) / "debug.bin"
             program.write_etdump_result_to_file(str(etdump), str(debug))
             frame = Inspector(etdump_path=str(etdump)).to_dataframe()
+            if keep_etdump is not None:  # a copy of the real file, e.g. to replay as a phone's
+                Path(keep_etdump).parent.mkdir(parents=True, exist_ok=True)
+                Path(keep_etdump).write_bytes(etdump.read_bytes())
     rows = frame[(frame["event_block_name"] == "Execute") & frame["is_delegated_op"].astype(bool)]
     # Medians per op, like the wall time's: the untimed warm-up run (weight packing) is in the
     # tracer's record too, and a mean would count it.
