@@ -32,14 +32,14 @@ Every problem raises :class:`AnchorError` with a one-line message that names its
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from seemore.profiling.costs import BYTES_PER_ELEMENT, OpCost, ProgramCost
 from seemore.profiling.devices import PRECISIONS, REGISTRY_PATH, UNITS, Quantity, Registry, load_registry
+from seemore.profiling.tomlfile import TomlChecks
 
 # Next to the device registry: anchors name its devices and backends.
 ANCHORS_PATH = REGISTRY_PATH.parent / "anchors.toml"
@@ -95,14 +95,8 @@ class AnchorError(ValueError):
     """An anchor file that is malformed or names what the device registry lacks; the message is one line."""
 
 
-def _fail(path: str, message: str) -> NoReturn:
-    raise AnchorError(f"{path}: {message}" if path else message)
-
-
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
+_checks = TomlChecks(AnchorError)
+_fail, _join = _checks.fail, TomlChecks.join
 
 
 @dataclass(frozen=True)
@@ -264,29 +258,7 @@ class Anchor:
 # ------------------------------------------------------------------------------------ parsing
 
 
-def _mapping(data: Any, path: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        _fail(path, f"must be a table, got {type(data).__name__}")
-    return data
-
-
-def _table(data: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    for key in _mapping(data, path):
-        if key not in required and key not in optional:
-            _fail(_join(path, key), f"unknown key (allowed: {', '.join(sorted(required + optional))})")
-    for key in required:
-        if key not in data:
-            _fail(_join(path, key), "missing")
-    return data
-
-
-def _text(data: dict[str, Any], key: str, path: str, default: str | None = None) -> str:
-    if key not in data and default is not None:
-        return default
-    value = data.get(key)
-    if not isinstance(value, str) or not value.strip():
-        _fail(_join(path, key), "must be a non-empty string")
-    return value
+_mapping, _table, _text = _checks.mapping, _checks.table, _checks.text
 
 
 def _count(data: dict[str, Any], key: str, path: str, default: int | None = None) -> int:
@@ -457,15 +429,7 @@ def _anchor(data: Any, path: str, models: dict[str, ModelSpec], registry: Regist
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AnchorError(f"{path}: cannot read the anchor file ({exc.strerror or exc})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise AnchorError(f"{path}: not valid TOML ({' '.join(str(exc).split())})") from None
-    top = _table(data, "", ("format", "anchors", "models"))
+    top = _table(_checks.read(path, "the anchor file"), "", ("format", "anchors", "models"))
     if top["format"] != ANCHORS_FORMAT:
         _fail("format", f"must be {ANCHORS_FORMAT!r}, got {top['format']!r}")
     return top

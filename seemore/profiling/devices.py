@@ -33,10 +33,11 @@ listed in :attr:`Registry.anchor_devices` instead; :meth:`Registry.any_device` f
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+from seemore.profiling.tomlfile import TomlChecks
 
 REGISTRY_PATH = Path(__file__).resolve().parents[2] / "mobile" / "devices.toml"
 REGISTRY_FORMAT = "seemore-mobile/devices/1"
@@ -94,14 +95,8 @@ class RegistryError(ValueError):
     """A registry file that is malformed, or a look-up of an unknown name; the message is one line."""
 
 
-def _fail(path: str, message: str) -> NoReturn:
-    raise RegistryError(f"{path}: {message}" if path else message)
-
-
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
+_checks = TomlChecks(RegistryError)
+_fail, _join = _checks.fail, TomlChecks.join
 
 
 def _unknown(name: str, what: str, known: Any) -> RegistryError:
@@ -323,29 +318,7 @@ class Registry:
 # ------------------------------------------------------------------------------------ parsing
 
 
-def _mapping(data: Any, path: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        _fail(path, f"must be a table, got {type(data).__name__}")
-    return data
-
-
-def _table(data: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    for key in _mapping(data, path):
-        if key not in required and key not in optional:
-            _fail(_join(path, key), f"unknown key (allowed: {', '.join(sorted(required + optional))})")
-    for key in required:
-        if key not in data:
-            _fail(_join(path, key), "missing")
-    return data
-
-
-def _text(data: dict[str, Any], key: str, path: str, default: str | None = None) -> str:
-    if key not in data and default is not None:
-        return default
-    value = data.get(key)
-    if not isinstance(value, str) or not value.strip():
-        _fail(_join(path, key), "must be a non-empty string")
-    return value
+_mapping, _table, _text = _checks.mapping, _checks.table, _checks.text
 
 
 def _choice(data: dict[str, Any], key: str, path: str, allowed: tuple[str, ...]) -> str:
@@ -521,12 +494,4 @@ def parse_registry(data: Any, path: Path | None = None) -> Registry:
 def load_registry(path: Path | None = None) -> Registry:
     """Load and validate the registry file (default :data:`REGISTRY_PATH`, ``mobile/devices.toml``)."""
     path = REGISTRY_PATH if path is None else Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot read the device registry ({exc.strerror or exc})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RegistryError(f"{path}: not valid TOML ({' '.join(str(exc).split())})") from None
-    return parse_registry(data, path)
+    return parse_registry(_checks.read(path, "the device registry"), path)

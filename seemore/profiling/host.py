@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seemore.contract import ArtifactContract, contract_path, read_contract
+from seemore.contract import ArtifactContract, contract_path
 from seemore.profiling.costs import ProgramCost, program_costs
 from seemore.profiling.estimate import Calibration, calibrate
 
