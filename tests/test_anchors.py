@@ -150,7 +150,8 @@ def test_op_classes_per_model() -> None:
     mnv2 = model_costs("mobilenet_v2", (224, 224), "fp32").work_by_class()
     assert mnv2["dwconv"] > 0 and mnv2["conv"] > mnv2["dwconv"]
     assert mnv2["matmul"] == 1280 * 1000  # the classifier on the pooled map
-    assert mnv2["reduction"] == 1280 and mnv2["movement"] == 0 and mnv2["resize"] == 0
+    # The global average pool reads every element of the last 7x7x1280 map once.
+    assert mnv2["reduction"] == 1280 * 7 * 7 and mnv2["movement"] == 0 and mnv2["resize"] == 0
     edsr_cost = model_costs("edsr_r16f64_x2", (224, 224), "fp32")
     edsr = edsr_cost.work_by_class()
     assert edsr["dwconv"] == 0 and edsr["matmul"] == 0 and edsr["resize"] == 0
@@ -173,7 +174,7 @@ def test_costs_scale_with_input_and_precision() -> None:
     assert small.bytes == 2 * fp16.bytes == 4 * int8.bytes and fp16.macs == small.macs
     # A non-square, odd input: strided rows round up (225 -> 113 -> ... -> 8 at 1/32).
     odd = model_costs("mobilenet_v2", (225, 161), "fp32")
-    assert odd.work_by_class()["reduction"] == 1280 and odd.macs > 0
+    assert odd.work_by_class()["reduction"] == 1280 * 8 * 6 and odd.macs > 0
 
 
 def test_anchor_costs_use_the_anchor_input_and_precision(anchors: list[Anchor], registry: Registry) -> None:
@@ -256,7 +257,7 @@ def test_hand_computed_costs(tmp_path: Path, registry: Registry) -> None:
         ("conv", 4 * 4 * 8 * 8, (128 + 128 + 64 + 8) * 4),
         ("conv", 4 * 4 * 8 * 8, (128 + 128 + 64 + 8) * 4),  # repeat = 2: two ops
         ("movement", 2 * 8 * 8, (128 + 128) * 4),  # 8 channels at 4x4 -> 2 at 8x8
-        ("reduction", 2, (128 + 2) * 4),
+        ("reduction", 128, (128 + 2) * 4),  # the mean reads all 2 x 8 x 8 elements
         ("matmul", 2 * 10, (2 + 10 + 2 * 10 + 10) * 4),
     ]
     assert len({op.name for op in cost.ops}) == len(cost.ops)

@@ -167,6 +167,8 @@ class LayerSpec:
             work = oh * ow * self.cout * (self.cin // self.groups) * self.kernel * self.kernel
         elif self.op == "linear":
             work = h * w * self.cin * self.cout  # one matrix-vector product per position
+        elif self.op_class == "reduction":
+            work = self.cin * h * w  # as in costs.py: every input element is read and combined once
         else:
             work = out
         if self.op == "concat":
