@@ -130,7 +130,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("profile")
     model, ckpt = saved_small_model(tmp, output_in_image_range=True)
     out = tmp / "artifacts"
-    for name, layout in (("xnnpack-fp32", "NCHW"), ("xnnpack-int8", "NCHW"), ("litert-fp32", "NHWC")):
+    for name, layout in (("xnnpack-fp32", "NCHW"), ("xnnpack-int8", "NCHW"), ("litert-fp32", "NHWC"),
+                         ("coreml-fp16", "NCHW")):
         export_targets(model, [get_target(name)], out, ckpt,
                        ExportOptions(height=H, width=W, layout=layout, calibration_images=1, program_dirs=(),
                                      verify=False))
@@ -266,3 +267,36 @@ def test_measured_mode_errors_are_one_line(root: Path, tmp_path: Path, monkeypat
     assert main([*base, "--serial", "X1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "adb not found" in err[0]
+
+
+def _coreml_report(path: Path, model: str, **changes: Any) -> Path:
+    doc = {"format": "seemore-mobile/coreml-profile/1", "device": "iPhone 15 Pro", "model": model,
+           "compute_units": "all", "load_ms": 210.0, "predictions_ms": [3.2, 3.0, 3.1, 3.4, 3.0],
+           "ops": [{"name": "conv_0", "type": "conv", "device": "ane", "cost": 0.4},
+                   {"name": "gelu_0", "type": "gelu", "device": "ane", "cost": 0.1},
+                   {"name": "softmax_0", "type": "softmax", "device": "cpu", "cost": 0.01}]}
+    doc.update(changes)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_coreml_report_from_the_phone_makes_its_row_measured(root: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    package = "seemore_t_x4_coreml_fp16_32x48.mlpackage"
+    args = ["--device", "iphone15pro", "--root", str(root), "--runs", "2", "--threads", "1", "--no-progress",
+            "--out", str(tmp_path / "r"), "--warn-only", "--json", str(tmp_path / "i.json")]
+    assert main([*args, "--coreml-report", str(_coreml_report(tmp_path / "p.json", package))]) == 0
+    out = capsys.readouterr().out
+    assert "measured on iPhone 15 Pro" in out
+    plans = {(p["backend"], p["precision"]): p for p in json.loads((tmp_path / "i.json").read_text())["device"]["plans"]}
+    row = plans[("coreml", "fp16")]
+    assert row["mode"] == "measured" and row["per_inference"]["latency_ms"] == pytest.approx(3.1)
+    assert "2 on ane" in row["per_inference"]["assumptions"][0]
+    assert plans[("executorch-xnnpack", "fp32")]["mode"] == "estimated"
+    # A report of a package that is not under --root, a malformed one, an Android device: one line each.
+    for report, device in ((_coreml_report(tmp_path / "q.json", "other.mlpackage"), "iphone15pro"),
+                           (_coreml_report(tmp_path / "m.json", package, predictions_ms=[]), "iphone15pro"),
+                           (_coreml_report(tmp_path / "a.json", package), "pixel8")):
+        code = main([*args[:1], device, *args[2:], "--coreml-report", str(report)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code in (1, 2) and len(err) == 1, err

@@ -363,3 +363,22 @@ def test_average_power_refuses_mismatched_samples():
     with pytest.raises(PowerError) as exc:
         average_power(no_time, no_time)
     assert_one_line(exc, "carry no time")
+
+
+def test_coreml_profile_parses_predictions_and_op_placement() -> None:
+    from seemore.profiling.formats import parse_coreml_profile
+
+    doc = {"format": "seemore-mobile/coreml-profile/1", "device": "iPhone 15 Pro", "model": "m.mlpackage",
+           "compute_units": "cpuAndNeuralEngine", "load_ms": 120.5, "predictions_ms": [2.0, 4.0, 3.0],
+           "ops": [{"name": "a", "device": "ane", "cost": 0.5}, {"name": "b", "device": "ane", "cost": 0.25},
+                   {"name": "c", "device": "cpu", "cost": 0.25}]}
+    profile = parse_coreml_profile(json.dumps(doc))
+    assert profile.timing.median_ms == 3.0 and profile.timing.load_ms == 120.5 and profile.timing.count == 3
+    assert profile.ops_by_device == {"ane": 2, "cpu": 1} and profile.cost_by_device["ane"] == 0.75
+    for broken in ({**doc, "format": "x"}, {**doc, "predictions_ms": [0]}, {**doc, "ops": [{"device": "npu"}]},
+                   {k: v for k, v in doc.items() if k != "model"}):
+        with pytest.raises(FormatError) as caught:
+            parse_coreml_profile(json.dumps(broken))
+        assert "\n" not in str(caught.value)
+    with pytest.raises(FormatError, match="not JSON"):
+        parse_coreml_profile("{")

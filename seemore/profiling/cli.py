@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LiteRT benchmark_model built for the phone (arm64-v8a), for .tflite files")
     p.add_argument("--op-profile", action="store_true",
                    help="measured mode: per-op times too (ETDump for .pte, --enable_op_profiling for .tflite)")
+    p.add_argument("--coreml-report", type=Path, nargs="+", default=(), metavar="JSON",
+                   help="iOS: Core ML profiles measured on the phone (format seemore-mobile/coreml-profile/1, written by "
+                   "the iOS demo app or from Xcode's performance report; see the README), one per .mlpackage")
     p.add_argument("--timeout", type=cli.positive_int, default=600, metavar="S",
                    help="measured mode: seconds one runner may take on the phone (default: 600)")
     cli.add_threads(p)
@@ -137,13 +140,15 @@ def _profile(args: argparse.Namespace, device: Any, registry: Any, artifacts: An
 
     plans = plan_device(device, registry, artifacts, calibrations, fitted, scenarios, say)
     plans, phone = _measure(args, device, artifacts, plans, scenarios, say)
+    if args.coreml_report:
+        plans, phone = _coreml_reports(args.coreml_report, device, plans, scenarios)
     where = f"measured on {phone} where the mode says so, the rest" if phone else "every figure"
     print(f"{device.name} ({device.id}, {device.soc}): {where} ESTIMATED, calibrated on this host "
           f"({report['cpu']}, {args.threads} threads)")
     print(budget_table(plans))
     folder = args.out / device.id
     charts = [("time per op group, one inference", "time_per_op_group.png")]
-    group_time_chart(plans, folder / charts[0][1], f"{device.name}: estimated time per op group (one 180x320 tile)")
+    group_time_chart(plans, folder / charts[0][1], f"{device.name}: time per op group of one inference (estimated unless measured)")
     for s in scenarios:
         name = f"budget_{s.name}.png"
         budget_chart(plans, s.name, folder / name, f"{device.name}, {s.name}: estimate / budget (log scale)")
@@ -173,7 +178,7 @@ def _measure(args: argparse.Namespace, device: Any, artifacts: Any, plans: list[
     import dataclasses
 
     from seemore.profiling.adb import Adb, AdbError
-    from seemore.profiling.estimate import Estimate
+    from seemore.profiling.estimate import Estimate, measured_group
     from seemore.profiling.measure import RunnerBinaries, measure_artifact
     from seemore.profiling.plan import scenario_result
 
@@ -209,16 +214,64 @@ def _measure(args: argparse.Namespace, device: Any, artifacts: Any, plans: list[
         energy_note = "energy = measured latency x the mean power of the matched rails" if power else \
             "energy = measured latency x the registry's active power (no rails were read)"
         watts = power if power else plan.per_tile.power_w
-        per_tile = Estimate(run.latency_ms, dict(run.op_ms), 0.0, run.latency_ms * watts, watts, 0.0,
+        group_ms: dict[str, float] = {}
+        for op, ms in run.op_ms.items():
+            group = measured_group(op)
+            if group is not None:
+                group_ms[group] = group_ms.get(group, 0.0) + ms
+        other = max(run.latency_ms - sum(group_ms.values()), 0.0) if group_ms else 0.0
+        per_tile = Estimate(run.latency_ms, group_ms, other, run.latency_ms * watts, watts, 0.0,
                             (f"measured on {run.model} ({run.serial}) with {run.timing.runner}", energy_note,
                              *run.notes))
-        tile = (artifact.contract.spec.height, artifact.contract.spec.width)
         out.append(dataclasses.replace(plan, mode="measured", per_tile=per_tile,
-                                       results=tuple(scenario_result(s, per_tile, tile) for s in scenarios)))
+                                       results=tuple(scenario_result(s, per_tile, plan.tile) for s in scenarios)))
     if not any(p.mode == "measured" for p in out):
         print(f"note: {serial} attached, but no runner was given (--executor-runner, --benchmark-model): estimates")
         return out, None
     return out, f"{adb.getprop('ro.product.model') or 'the phone'} ({serial})"
+
+
+def _coreml_reports(paths: Sequence[Path], device: Any, plans: list[Any], scenarios: Any) -> tuple[list[Any], str]:
+    """Replace the Core ML rows whose package a report measured by measured rows."""
+    import dataclasses
+
+    from seemore.cli import UsageError
+    from seemore.profiling.estimate import Estimate
+    from seemore.profiling.formats import FormatError, parse_coreml_profile
+    from seemore.profiling.plan import scenario_result
+
+    if device.platform != "ios":
+        raise UsageError(f"--coreml-report is for iOS devices; {device.id} is {device.platform}")
+    reports = {}
+    for path in paths:
+        try:
+            profile = parse_coreml_profile(Path(path).read_text(encoding="utf-8"))
+        except FormatError as exc:
+            raise FormatError(f"{path}: {exc}") from None
+        reports[Path(profile.timing.model or "").name] = profile
+    out, used = [], set()
+    for plan in plans:
+        profile = reports.get(plan.artifact or "")
+        if plan.backend != "coreml" or profile is None or plan.per_tile is None:
+            out.append(plan)
+            continue
+        used.add(plan.artifact)
+        latency = profile.timing.median_ms or profile.timing.mean_ms
+        # Core ML reports no power: the unit most of the ops ran on, at its registry power.
+        where = max(profile.ops_by_device, key=profile.ops_by_device.get) if profile.ops_by_device else plan.unit
+        unit = device.units.get(where) or device.units[plan.unit]
+        watts = unit.active_power.to("W")
+        ops = ", ".join(f"{n} on {d}" for d, n in profile.ops_by_device.items()) or "op placement not reported"
+        per_tile = Estimate(latency, {}, 0.0, latency * watts, watts, 0.0,
+                            (f"measured on {profile.device} with Core ML ({profile.compute_units}; {ops})",
+                             f"energy = measured latency x {watts:g} W, the registry's {where} power (Core ML "
+                             "reports no power)"))
+        out.append(dataclasses.replace(plan, mode="measured", per_tile=per_tile,
+                                       results=tuple(scenario_result(s, per_tile, plan.tile) for s in scenarios)))
+    missing = sorted(set(reports) - used)
+    if missing:
+        raise FormatError(f"no Core ML package under --root matches the report of {', '.join(missing)}")
+    return out, ", ".join(sorted({r.device for r in reports.values()}))
 
 
 def _validate(args: argparse.Namespace, artifacts: Any, calibrations: Any, anchors: Any, registry: Any,

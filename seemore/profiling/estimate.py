@@ -71,6 +71,29 @@ def xnnpack_group(event_name: str) -> str:
     return "elementwise"
 
 
+# LiteRT builtin op types (benchmark_model's op profile) -> rate group.
+_TFLITE_GROUPS: dict[str, str] = {
+    "CONV_2D": "dense", "FULLY_CONNECTED": "dense", "BATCH_MATMUL": "dense", "DEPTHWISE_CONV_2D": "dwconv",
+    "MEAN": "reduction", "SUM": "reduction", "SOFTMAX": "reduction", "RESIZE_BILINEAR": "resize",
+    "TRANSPOSE": "movement", "RESHAPE": "movement", "DEPTH_TO_SPACE": "movement", "CONCATENATION": "movement",
+    "SLICE": "movement", "STRIDED_SLICE": "movement", "PAD": "movement",
+    **dict.fromkeys(("ADD", "SUB", "MUL", "DIV", "GELU", "MINIMUM", "MAXIMUM", "RSQRT", "QUANTIZE", "DEQUANTIZE",
+                     "LOGISTIC", "TANH", "RELU", "RELU6", "SQUARED_DIFFERENCE"), "elementwise"),
+}
+
+
+def measured_group(op_name: str) -> str | None:
+    """The rate group of a measured op: an XNNPACK operator (ETDump) or a LiteRT builtin type
+    (benchmark_model); None for what is neither (a whole delegate node, a runtime event)."""
+    if op_name in _TFLITE_GROUPS:
+        return _TFLITE_GROUPS[op_name]
+    xnnpack = ("Convolution", "Fully Connected", "Add", "Multiply", "Subtract", "GELU", "Mean", "Softmax",
+               "Transpose", "Resize", "Copy", "Concatenate", "Slice", "Depth To Space", "Square", "Reciprocal",
+               "Convert", "Static", "Minimum", "Maximum", "Clamp", "Divide", "Batch Matrix", "Constant Pad",
+               "Even Split", "Sigmoid", "Tanh")
+    return xnnpack_group(op_name) if op_name.startswith(xnnpack) else None
+
+
 def work_by_group(cost: ProgramCost) -> dict[str, int]:
     """The program's work per rate group."""
     out = dict.fromkeys(RATE_GROUPS, 0)

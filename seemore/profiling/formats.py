@@ -418,6 +418,69 @@ def parse_minibench_results(json_text: str, model: str | None = None, num_iter: 
                         trimmed_mean_ms=metrics.get("trimmean"), memory_mb=metrics.get("pss"), model=model)
 
 
+# --- Core ML on an iPhone: what the user exports ---------------------------------------------
+
+COREML_PROFILE_FORMAT = "seemore-mobile/coreml-profile/1"
+_COREML_DEVICES = ("ane", "gpu", "cpu")
+
+
+@dataclass(frozen=True)
+class CoreMLProfile:
+    """A Core ML model's measured predictions on an iPhone and where its ops ran.
+
+    Written as JSON (``format = "seemore-mobile/coreml-profile/1"``) by the iOS demo app, or by
+    hand from Xcode's performance report (load and median prediction time, the compute unit of
+    each op): ``{"format", "device", "model", "compute_units", "load_ms", "predictions_ms": [..],
+    "ops": [{"name", "type", "device": "ane"|"gpu"|"cpu", "cost"}]}``; ``ops`` optional
+    (``MLComputePlan``'s preferred device and estimated cost per op, iOS 17.4).
+    """
+
+    timing: RunnerTiming
+    device: str
+    compute_units: str
+    ops_by_device: Mapping[str, int]
+    cost_by_device: Mapping[str, float]
+
+
+def parse_coreml_profile(json_text: str) -> CoreMLProfile:
+    """A :class:`CoreMLProfile` from its JSON; :class:`FormatError` naming the bad field."""
+    try:
+        doc = json.loads(json_text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"Core ML profile is not JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(doc, dict) or doc.get("format") != COREML_PROFILE_FORMAT:
+        raise FormatError(f"Core ML profile: 'format' must be {COREML_PROFILE_FORMAT!r}")
+    for key in ("device", "model", "compute_units", "predictions_ms"):
+        if key not in doc:
+            raise FormatError(f"Core ML profile: no {key!r} field")
+    times = doc["predictions_ms"]
+    if not isinstance(times, list) or not times or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in times):
+        raise FormatError("Core ML profile: 'predictions_ms' must be a non-empty list of positive numbers")
+    load = doc.get("load_ms")
+    if load is not None and (isinstance(load, bool) or not isinstance(load, (int, float))):
+        raise FormatError("Core ML profile: 'load_ms' must be a number")
+    ops_by_device: dict[str, int] = {}
+    cost_by_device: dict[str, float] = {}
+    ops = doc.get("ops", [])
+    if not isinstance(ops, list):
+        raise FormatError("Core ML profile: 'ops' must be a list")
+    for i, op in enumerate(ops):
+        device = op.get("device") if isinstance(op, dict) else None
+        if device not in _COREML_DEVICES:
+            raise FormatError(f"Core ML profile: ops[{i}].device must be one of {', '.join(_COREML_DEVICES)}")
+        ops_by_device[device] = ops_by_device.get(device, 0) + 1
+        cost = op.get("cost", 0.0)
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+            raise FormatError(f"Core ML profile: ops[{i}].cost must be a number")
+        cost_by_device[device] = cost_by_device.get(device, 0.0) + float(cost)
+    values = [float(t) for t in times]
+    mean, low, high, std = _spread(values)
+    timing = RunnerTiming("coreml", mean_ms=mean, count=len(values), load_ms=None if load is None else float(load),
+                          min_ms=low, max_ms=high, std_ms=std, iterations_ms=tuple(values), model=str(doc["model"]))
+    return CoreMLProfile(timing, str(doc["device"]), str(doc["compute_units"]), ops_by_device, cost_by_device)
+
+
 # ---------------------------------------------------------------------------------------------
 # Power rails
 # ---------------------------------------------------------------------------------------------

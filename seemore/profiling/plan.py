@@ -178,6 +178,7 @@ class BackendPlan:
     results: tuple[ScenarioResult, ...] = ()
     missing_command: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    tile: tuple[int, int] = (0, 0)  # the artifact's fixed LR input (H, W)
 
 
 def plan_device(device: Device, registry: Registry, artifacts: Mapping[tuple[str, str, str], FoundArtifact],
@@ -208,7 +209,7 @@ def plan_device(device: Device, registry: Registry, artifacts: Mapping[tuple[str
             tile = (artifact.contract.spec.height, artifact.contract.spec.width)
             results = tuple(scenario_result(s, per_tile, tile) for s in scenarios)
             plans.append(BackendPlan(backend_name, backend.unit, precision, artifact.path.name, "estimated",
-                                     per_tile, results, notes=notes))
+                                     per_tile, results, notes=notes, tile=tile))
     return plans
 
 

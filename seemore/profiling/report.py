@@ -85,7 +85,7 @@ def group_time_chart(plans: Sequence[BackendPlan], path: Path, title: str) -> No
         draw.text((x + 4, y + 5), f"{p.per_tile.latency_ms:.1f} ms", fill="black", font=font)
     legend_y = height - 40
     x = 10
-    for group in (*RATE_GROUPS, "overhead"):
+    for group in (*RATE_GROUPS, "other / overhead"):
         colour = _GROUP_COLOURS.get(group, (186, 189, 182))
         draw.rectangle([x, legend_y, x + 12, legend_y + 12], fill=colour)
         draw.text((x + 16, legend_y), group, fill="black", font=font)
