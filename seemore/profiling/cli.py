@@ -116,12 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.warn_only else status
 
     from seemore.contract import ContractError
+    from seemore.profiling.adb import AdbError
     from seemore.profiling.anchors import AnchorError
     from seemore.profiling.devices import RegistryError
     from seemore.profiling.estimate import EstimateError
     from seemore.profiling.host import ProfileError
-
-    from seemore.profiling.adb import AdbError
 
     return run_main(PROG, body, expected=(RegistryError, AnchorError, EstimateError, ProfileError, ContractError,
                                           AdbError))
