@@ -71,11 +71,17 @@ def test_a_faster_unit_scales_compute_and_a_narrow_memory_bounds_it() -> None:
         estimate(ProgramCost(cost.ops, "int8"), cal, host, fast)
 
 
-def test_correction_is_the_geometric_mean_of_the_ratios() -> None:
-    assert fit_correction([]) == 1.0
-    assert fit_correction([2.0, 8.0]) == pytest.approx(4.0)
+def test_correction_fits_a_rate_factor_and_with_two_anchors_an_overhead() -> None:
+    assert fit_correction([], []).factor == 1.0
+    one = fit_correction([20.0], [10.0])
+    assert one.factor == pytest.approx(2.0) and one.overhead_ms is None
+    # published = 0.5 ms + raw / 4, exactly: both come back.
+    two = fit_correction([4.0, 400.0], [1.5, 100.5])
+    assert two.factor == pytest.approx(4.0, rel=1e-3) and two.overhead_ms == pytest.approx(0.5, rel=1e-2)
     with pytest.raises(EstimateError):
-        fit_correction([0.0])
+        fit_correction([0.0], [1.0])
+    with pytest.raises(EstimateError):
+        fit_correction([1.0], [])
 
 
 def test_scenarios_tile_like_the_contract_and_judge_each_budget() -> None:

@@ -104,8 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         fitted = corrections(anchors, registry, calibrations)
         report: dict[str, Any] = {"cpu": cpu, "threads": args.threads, "root": str(args.root),
                                   "calibration": {p: _calibration_dict(c) for p, c in calibrations.items()},
-                                  "corrections": {f"{k}/{p}": {"factor": f, "anchors": n}
-                                                  for (k, p), (f, n) in fitted.items()}}
+                                  "corrections": {f"{k}/{p}": {"factor": c.factor, "overhead_ms": c.overhead_ms,
+                                                               "anchors": c.anchors}
+                                                  for (k, p), c in fitted.items()}}
         status = 0
         if args.validate:
             status |= _validate(args, artifacts, calibrations, anchors, registry, report, say)
@@ -301,13 +302,14 @@ def _validate(args: argparse.Namespace, artifacts: Any, calibrations: Any, ancho
     print(f"host ({report['cpu']}, {args.threads} threads): estimate vs measured in the same run")
     print(format_table(["artifact", "measured ms", "estimated ms", "error", "within 25%", "calibrated from"], rows))
     checks = anchor_checks(anchors, registry, calibrations)
-    print("published anchors, leave-one-out (the correction of each is fitted to the other anchors of its "
-          "unit kind and precision)")
+    print("published anchors, leave-one-out (each one's rate factor and overhead are fitted to the other anchors "
+          "of its unit kind and precision)")
     print(anchor_table(checks))
     inside = sum(c.within_2x for c in checks)
     print(f"anchors within 2x: {inside} of {len(checks)}")
     report["validation"] = {"host": host_rows, "anchors": [
         {"id": c.anchor.id, "unit": c.anchor.unit, "precision": c.anchor.precision, "published_ms": c.published_ms,
-         "estimated_ms": c.estimated_ms, "ratio": c.ratio, "correction": c.correction,
+         "estimated_ms": c.estimated_ms, "ratio": c.ratio, "correction": c.correction.factor,
+         "fitted_overhead_ms": c.correction.overhead_ms,
          "fitted_from": list(c.fitted_from), "within_2x": c.within_2x} for c in checks]}
     return 0 if ok and inside == len(checks) else 1

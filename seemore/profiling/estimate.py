@@ -10,9 +10,9 @@ The model, kept small enough to state in a report:
   program's work per group (:func:`calibrate`);
 * on a **device**, each group's rate is the host's scaled by the ratio of the compute unit's
   peak to the host CPU's peak at that precision (the registry, :mod:`seemore.profiling.devices`),
-  times one correction factor per kind of compute unit (``cpu``, ``gpu``, ``ane``, ``npu``)
-  fitted to the published anchors (:mod:`seemore.profiling.anchors`), leaving out the anchor
-  being checked;
+  times a rate factor, with a per-inference overhead, both fitted per (kind of compute unit,
+  precision) to the published anchors (:mod:`seemore.profiling.anchors`; :func:`fit_correction`),
+  leaving out the anchor being checked;
 * **energy** per inference is ``time x active power`` of the unit (registry).
 
 Every :class:`Estimate` carries these assumptions as text, and is labelled an estimate wherever
@@ -22,7 +22,6 @@ it is shown.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -211,11 +210,40 @@ def estimate(cost: ProgramCost, calibration: Calibration, host: UnitModel, unit:
     return Estimate(latency, group_ms, overhead, latency * unit.power_w, unit.power_w, memory_bound, assumptions)
 
 
-def fit_correction(ratios: Sequence[float]) -> float:
-    """The correction factor of one unit kind: the geometric mean of ``estimated / published``
-    latency ratios of its anchors (1 when there are none), applied as a rate multiplier."""
-    if not ratios:
-        return 1.0
-    if any(r <= 0 or not math.isfinite(r) for r in ratios):
-        raise EstimateError("anchor ratios must be positive and finite")
-    return math.exp(statistics.fmean(math.log(r) for r in ratios))
+@dataclass(frozen=True)
+class Correction:
+    """What the anchors of one (unit kind, precision) say about the raw estimates: a rate factor
+    and, with two or more anchors, a fitted per-inference overhead (None: the unit's own)."""
+
+    factor: float
+    overhead_ms: float | None
+    anchors: int
+
+
+def fit_correction(raw_ms: Sequence[float], published_ms: Sequence[float]) -> Correction:
+    """Fit ``published = overhead + raw / factor`` to anchors, in log space (every anchor counts
+    alike, whatever its size). ``raw_ms`` are compute-only estimates (no overhead, factor 1).
+
+    No anchors: factor 1. One: the factor alone (``raw / published``). Two or more: the factor
+    and an overhead between 1 us and 50 ms, by least squares of the log ratio.
+    """
+    if len(raw_ms) != len(published_ms):
+        raise EstimateError("one published latency per raw estimate")
+    values = [*raw_ms, *published_ms]
+    if any(v <= 0 or not math.isfinite(v) for v in values):
+        raise EstimateError("anchor latencies and raw estimates must be positive and finite")
+    if not raw_ms:
+        return Correction(1.0, None, 0)
+    if len(raw_ms) == 1:
+        return Correction(raw_ms[0] / published_ms[0], None, 1)
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    raw, published = np.asarray(raw_ms, dtype=float), np.asarray(published_ms, dtype=float)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return np.log(math.exp(x[1]) + raw * math.exp(-x[0])) - np.log(published)
+
+    start = [math.log(float(np.exp(np.mean(np.log(raw / published))))), math.log(0.1)]
+    fit = least_squares(residuals, start, bounds=([-20.0, math.log(1e-3)], [20.0, math.log(50.0)]))
+    return Correction(math.exp(fit.x[0]), math.exp(fit.x[1]), len(raw_ms))

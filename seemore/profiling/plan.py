@@ -9,7 +9,15 @@ from typing import Any
 
 from seemore.profiling.anchors import Anchor, anchor_costs
 from seemore.profiling.devices import ComputeUnit, Device, Registry, Scenario
-from seemore.profiling.estimate import Calibration, Estimate, EstimateError, UnitModel, estimate, fit_correction
+from seemore.profiling.estimate import (
+    Calibration,
+    Correction,
+    Estimate,
+    EstimateError,
+    UnitModel,
+    estimate,
+    fit_correction,
+)
 from seemore.profiling.host import BACKEND_ARTIFACTS, FoundArtifact, artifact_cost
 
 HOST_DEVICE = "host"
@@ -45,8 +53,9 @@ def calibration_for(calibrations: Mapping[str, Calibration], precision: str) -> 
 
 
 def anchor_estimate(anchor: Anchor, registry: Registry, calibrations: Mapping[str, Calibration],
-                    correction: float) -> Estimate:
-    """The estimate of one published anchor (its model's layer table on its device's unit)."""
+                    correction: Correction | None = None) -> Estimate:
+    """The estimate of one published anchor (its model's layer table on its device's unit);
+    ``None``: uncorrected, without overhead (the raw compute estimate the corrections are fitted to)."""
     device = registry.any_device(anchor.device)
     host = unit_model(registry.device(HOST_DEVICE), "cpu")
     unit = unit_model(device, anchor.unit)
@@ -54,8 +63,11 @@ def anchor_estimate(anchor: Anchor, registry: Registry, calibrations: Mapping[st
     cost = anchor_costs(anchor)
     if cost.precision != precision:
         cost = type(cost)(cost.ops, precision)
-    return estimate(cost, calibration_for(calibrations, precision), host, unit, correction,
-                    unit_overhead_ms(device, anchor.unit))
+    calibration = calibration_for(calibrations, precision)
+    if correction is None:
+        return estimate(cost, calibration, host, unit, 1.0, 0.0)
+    overhead = correction.overhead_ms if correction.overhead_ms is not None else unit_overhead_ms(device, anchor.unit)
+    return estimate(cost, calibration, host, unit, correction.factor, overhead)
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,7 @@ class AnchorCheck:
     anchor: Anchor
     estimated_ms: float
     published_ms: float
-    correction: float
+    correction: Correction
     fitted_from: tuple[str, ...]
 
     @property
@@ -87,30 +99,32 @@ def _peers(anchors: Sequence[Anchor], unit: str, precision: str, leave_out: str 
     return same_precision or same_kind
 
 
+def _fit(peers: Sequence[Anchor], raw: Mapping[str, float]) -> Correction:
+    return fit_correction([raw[b.id] for b in peers], [b.latency_s * 1e3 for b in peers])
+
+
 def anchor_checks(anchors: Sequence[Anchor], registry: Registry,
                   calibrations: Mapping[str, Calibration]) -> list[AnchorCheck]:
     """Every anchor estimated with the correction fitted to the *other* anchors of its unit kind
     and precision (leave-one-out: an anchor never calibrates its own estimate)."""
-    raw = {a.id: anchor_estimate(a, registry, calibrations, 1.0).latency_ms for a in anchors}
+    raw = {a.id: anchor_estimate(a, registry, calibrations).latency_ms for a in anchors}
     out = []
     for a in anchors:
         peers = _peers(anchors, a.unit, a.precision, a.id)
-        correction = fit_correction([raw[b.id] / (b.latency_s * 1e3) for b in peers])
+        correction = _fit(peers, raw)
         est = anchor_estimate(a, registry, calibrations, correction).latency_ms
         out.append(AnchorCheck(a, est, a.latency_s * 1e3, correction, tuple(b.id for b in peers)))
     return out
 
 
 def corrections(anchors: Sequence[Anchor], registry: Registry,
-                calibrations: Mapping[str, Calibration]) -> dict[tuple[str, str], tuple[float, int]]:
-    """Per (unit kind, precision): the correction fitted to every anchor that stands for it
-    (:func:`_peers`), and how many they are."""
-    raw = {a.id: anchor_estimate(a, registry, calibrations, 1.0).latency_ms for a in anchors}
+                calibrations: Mapping[str, Calibration]) -> dict[tuple[str, str], Correction]:
+    """Per (unit kind, precision): the correction fitted to every anchor that stands for it (:func:`_peers`)."""
+    raw = {a.id: anchor_estimate(a, registry, calibrations).latency_ms for a in anchors}
     out = {}
     for kind in sorted({a.unit for a in anchors}):
         for precision in ("fp32", "fp16", "int8"):
-            peers = _peers(anchors, kind, precision, None)
-            out[(kind, precision)] = (fit_correction([raw[b.id] / (b.latency_s * 1e3) for b in peers]), len(peers))
+            out[(kind, precision)] = _fit(_peers(anchors, kind, precision, None), raw)
     return out
 
 
@@ -183,7 +197,7 @@ class BackendPlan:
 
 def plan_device(device: Device, registry: Registry, artifacts: Mapping[tuple[str, str, str], FoundArtifact],
                 calibrations: Mapping[str, Calibration],
-                unit_corrections: Mapping[tuple[str, str], tuple[float, int]],
+                unit_corrections: Mapping[tuple[str, str], Correction],
                 scenarios: Sequence[Scenario], say: Callable[[str], None] = lambda _: None) -> list[BackendPlan]:
     """Estimate every backend of ``device`` with every artifact it runs, in every scenario."""
     host = unit_model(registry.device(HOST_DEVICE), "cpu")
@@ -199,11 +213,13 @@ def plan_device(device: Device, registry: Registry, artifacts: Mapping[tuple[str
             computed = compute_precision(unit, precision)
             say(f"{device.id} {backend_name}: estimating {artifact.path.name}")
             cost = artifact_cost(artifact, computed)
-            # The host's own CPU needs no correction: its rates are the calibration's.
-            correction = 1.0 if device.id == HOST_DEVICE else \
-                unit_corrections.get((backend.unit, computed), (1.0, 0))[0]
-            per_tile = estimate(cost, calibration_for(calibrations, computed), host, unit, correction,
-                                unit_overhead_ms(device, backend.unit))
+            # The host's own CPU needs no correction: its rates and overhead are the calibration's.
+            fitted = None if device.id == HOST_DEVICE else unit_corrections.get((backend.unit, computed))
+            overhead = unit_overhead_ms(device, backend.unit)
+            if fitted is not None and fitted.overhead_ms is not None:
+                overhead = fitted.overhead_ms
+            per_tile = estimate(cost, calibration_for(calibrations, computed), host, unit,
+                                fitted.factor if fitted is not None else 1.0, overhead)
             notes = () if computed == precision else (
                 f"the {backend.unit} unit has no {precision} peak: estimated as {computed} compute",)
             tile = (artifact.contract.spec.height, artifact.contract.spec.width)

@@ -44,10 +44,15 @@ def budget_table(plans: Sequence[BackendPlan]) -> str:
 def anchor_table(checks: Sequence[AnchorCheck]) -> str:
     """The leave-one-out anchor validation as a table."""
     rows = [[c.anchor.id, c.anchor.unit, c.anchor.precision, f"{c.published_ms:.3g}", f"{c.estimated_ms:.3g}",
-             f"{c.ratio:.2f}x", f"{c.correction:.2f} ({len(c.fitted_from)})", "yes" if c.within_2x else "NO"]
+             f"{c.ratio:.2f}x", f"{c.correction.factor:.2f}", _fmt_overhead(c.correction.overhead_ms),
+             str(len(c.fitted_from)), "yes" if c.within_2x else "NO"]
             for c in checks]
     return format_table(["anchor", "unit", "precision", "published ms", "estimated ms", "est/pub",
-                         "correction (peers)", "within 2x"], rows)
+                         "rate factor", "overhead ms", "peers", "within 2x"], rows)
+
+
+def _fmt_overhead(ms: float | None) -> str:
+    return "unit's" if ms is None else f"{ms:.3g}"
 
 
 def _font():  # type: ignore[no-untyped-def]
