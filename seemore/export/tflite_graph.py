@@ -85,14 +85,14 @@ def float_gelu(data: bytes) -> tuple[bytes, int]:
     """
     schema = _schema()
     model = _read(data)
-    gelu = _opcode(model, schema.BuiltinOperator.GELU)
     dequantize = _opcode(model, schema.BuiltinOperator.DEQUANTIZE)
     quantize = _opcode(model, schema.BuiltinOperator.QUANTIZE)
     rewritten = 0
     for subgraph in model.subgraphs:
         operators = []
         for op in subgraph.operators:
-            if op.opcodeIndex != gelu or subgraph.tensors[op.inputs[0]].type != schema.TensorType.INT8:
+            if _builtin(model, op) != schema.BuiltinOperator.GELU \
+                    or subgraph.tensors[op.inputs[0]].type != schema.TensorType.INT8:
                 operators.append(op)
                 continue
             float_in = _float_twin(subgraph, op.inputs[0], "dequantized")
