@@ -536,16 +536,13 @@ class DeploySeemoRe(nn.Module):
         """Deploy form of a shipped name, one of our safetensors files or an official ``.pth``."""
         return cls.from_reference(load_model(name_or_path), backend)
 
-    def features(self, x: Tensor) -> Tensor:
-        """Everything before the upsampler: the (B, C, H, W) features its conv reads."""
+    def forward(self, x: Tensor) -> Tensor:
         # img_range and the output mean live in conv_1 / upsampler weights (convert_state_dict).
         x = self.conv_1(x - self.mean)
         res = x
         x = self.body(x)
-        return self.conv_2(self.norm(x)) + res
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.upsampler(self.features(x))
+        x = self.conv_2(self.norm(x)) + res
+        return self.upsampler(x)
 
 
 # Module types every INT8 quantizer leaves in float, all cheap: the router (pool, linear) and
