@@ -306,3 +306,17 @@ def test_a_coreml_report_from_the_phone_makes_its_row_measured(root: Path, tmp_p
         code = main([*args[:1], device, *args[2:], "--coreml-report", str(report)])
         err = capsys.readouterr().err.strip().splitlines()
         assert code in (1, 2) and len(err) == 1, err
+
+
+def test_mobile_profile_script_does_not_shadow_the_standard_library_profile() -> None:
+    # Every script in mobile/ runs with mobile/ first on sys.path, where `import profile` (cProfile
+    # does it) finds mobile/profile.py: it must hand over the standard library's module.
+    import subprocess
+    import sys
+
+    mobile = Path(__file__).resolve().parent.parent / "mobile"
+    code = ("import sys; sys.path.insert(0, %r); import profile, cProfile; "
+            "assert callable(profile.run) and profile.__file__.endswith('profile.py') "
+            "and 'mobile' not in profile.__file__, profile.__file__" % str(mobile))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
