@@ -6,6 +6,7 @@ import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import torch
@@ -78,3 +79,19 @@ def exit_code(main: "object", argv: list[str]) -> int:
         return int(main(argv))  # type: ignore[operator]
     except SystemExit as exc:
         return int(exc.code or 0)
+
+
+def toml_number_leaves(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """Every number leaf of a raw TOML document and the table holding it (``None``: a bare list item)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield f"{path}.{key}", node
+            else:
+                yield from toml_number_leaves(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield f"{path}[{i}]", None
+            else:
+                yield from toml_number_leaves(value, f"{path}[{i}]")

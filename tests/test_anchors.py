@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,6 +17,8 @@ from seemore.profiling.anchors import (
     model_costs,
 )
 from seemore.profiling.devices import REGISTRY_PATH, Registry, load_registry
+
+from conftest import toml_number_leaves
 
 REPO = Path(__file__).resolve().parent.parent
 PROVENANCES = ("source", "assumed", "measured")
@@ -54,22 +54,6 @@ def registry() -> Registry:
 def anchors(registry: Registry) -> list[Anchor]:
     """The shipped anchors, loaded once."""
     return load_anchors(registry=registry)
-
-
-def _numbers(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any] | None]]:
-    """Every number leaf of a raw TOML document and the table holding it (``None``: a bare list item)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                yield f"{path}.{key}", node
-            else:
-                yield from _numbers(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                yield f"{path}[{i}]", None
-            else:
-                yield from _numbers(value, f"{path}[{i}]")
 
 
 # ------------------------------------------------------------------------------ the shipped file
@@ -115,7 +99,7 @@ def test_every_anchor_names_what_the_registry_has(anchors: list[Anchor], registr
 def test_every_number_in_the_file_has_provenance() -> None:
     # Read the raw TOML, independently of the loader.
     data = tomllib.loads(ANCHORS_PATH.read_text(encoding="utf-8"))
-    numbers = list(_numbers(data))
+    numbers = list(toml_number_leaves(data))
     assert len(numbers) > 200
     for path, table in numbers:
         assert table is not None, f"{path}: a bare number in a list"

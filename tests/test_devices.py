@@ -23,6 +23,8 @@ from seemore.profiling.devices import (
     load_registry,
 )
 
+from conftest import toml_number_leaves
+
 REPO = Path(__file__).resolve().parent.parent
 DEVICES = ("pixel8", "pixel9", "galaxy-s24", "iphone15pro", "iphone14pro", "host")
 ANDROID_BACKENDS = {"executorch-xnnpack": ("cpu", "pte"), "executorch-vulkan": ("gpu", "pte"),
@@ -54,22 +56,6 @@ def _quantities(obj: Any, path: str = "") -> Iterator[tuple[str, Quantity]]:
             yield from _quantities(value, f"{path}[{i}]")
 
 
-def _numbers(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any] | None]]:
-    """Every number leaf of a raw TOML document and the table holding it (``None``: a bare list item)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                yield f"{path}.{key}", node
-            else:
-                yield from _numbers(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                yield f"{path}[{i}]", None
-            else:
-                yield from _numbers(value, f"{path}[{i}]")
-
-
 # ------------------------------------------------------------------------------ the shipped file
 
 
@@ -92,7 +78,7 @@ def test_shipped_registry_has_every_device(registry: Registry) -> None:
 def test_every_number_in_the_file_has_exactly_one_provenance() -> None:
     # Read the raw TOML, not the loader's result: this checks the file independently of the validator.
     data = tomllib.loads(REGISTRY_PATH.read_text(encoding="utf-8"))
-    numbers = list(_numbers(data))
+    numbers = list(toml_number_leaves(data))
     assert len(numbers) > 100
     for path, table in numbers:
         assert table is not None and path.endswith(".value"), f"{path}: a number outside a quantity table"
