@@ -78,7 +78,9 @@ def find_artifacts(root: Path, model: str | None = None) -> dict[tuple[str, str,
     return found
 
 
-_COSTS: dict[tuple[str, ...], ProgramCost] = {}
+# Exported programs per (source or program hash, backend form, height, width): an artifact's fp32
+# and fp16 files share one export; only the bytes per element differ.
+_PROGRAMS: dict[tuple[str, ...], Any] = {}
 
 
 def artifact_cost(artifact: FoundArtifact, precision: str) -> ProgramCost:
@@ -86,7 +88,7 @@ def artifact_cost(artifact: FoundArtifact, precision: str) -> ProgramCost:
 
     Float artifacts: the source checkpoint's deploy form for the artifact's backend, exported
     at the spec's shape; INT8 ones: their quantized program, exported again at that shape (as
-    the exporter lowers it). Cached per source, shape and form.
+    the exporter lowers it). The export is cached per source, shape and form (fp32 and fp16 files share it).
     """
     from seemore.checkpoint import CheckpointError, load_model
     from seemore.contract import ContractError
@@ -98,8 +100,8 @@ def artifact_cost(artifact: FoundArtifact, precision: str) -> ProgramCost:
     quant = contract.quantization
     use_program = spec.precision == "int8" and quant is not None and quant.program is not None
     key = (quant.program.sha256 if use_program else contract.source.sha256, spec.backend, str(spec.height),
-           str(spec.width), precision)
-    if key not in _COSTS:
+           str(spec.width))
+    if key not in _PROGRAMS:
         try:
             if use_program:
                 from seemore.quantize import load_program
@@ -109,8 +111,8 @@ def artifact_cost(artifact: FoundArtifact, precision: str) -> ProgramCost:
                 model = load_model(find_source_checkpoint(file, contract)).eval()
         except (ContractError, CheckpointError) as exc:
             raise ProfileError(str(exc)) from None
-        _COSTS[key] = program_costs(export_program(model, spec).graph_module, precision)
-    return _COSTS[key]
+        _PROGRAMS[key] = export_program(model, spec).graph_module
+    return program_costs(_PROGRAMS[key], precision)
 
 
 def etdump_timings(path: Path, contract: ArtifactContract, threads: int, runs: int,
