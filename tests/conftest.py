@@ -24,6 +24,15 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say plainly when the Android app's Kotlin logic could not be compiled and run (no kotlinc)."""
+    from seemore.apps.jvm import KOTLINC_HINT, jvm_tools
+
+    if jvm_tools() is None:
+        terminalreporter.write_line(f"NOTE: the Android app's Kotlin logic tests did NOT run: {KOTLINC_HINT}; "
+                                    "install it and run the tests again", yellow=True, bold=True)
+
+
 def load_script(relative_path: str) -> ModuleType:
     """Import a CLI script of the repository (e.g. ``mobile/parity.py``) as a module."""
     path = REPO / relative_path

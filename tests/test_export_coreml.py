@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+from seemore.apps.rules import AppTiling, missing_contract_keys
 from seemore.common.files import file_sha256, path_sha256
 from seemore.contract import contract_path, read_contract
 from seemore.export import ExportOptions, export_targets, get_target
@@ -258,3 +259,13 @@ def test_w8a8_lowering_keeps_quantized_adds_inside_fp16(tmp_path: Path) -> None:
     got = load_mil_program(path).run({"lr": x})["sr"].float()
     assert torch.isfinite(got).all()
     assert torch.allclose(got, module(x), atol=1 / 64 + 1e-3)
+
+
+def test_contracts_carry_every_key_the_demo_apps_read(exported: dict[str, Any]) -> None:
+    contracts = [json.loads(p.read_text()) for p in sorted(exported["out"].rglob("*.json"))]
+    runtime = [c for c in contracts if c.get("format") == "seemore-mobile/contract" and c.get("kind") == "runtime"]
+    assert runtime
+    for contract in runtime:
+        assert missing_contract_keys(contract) == [], contract["artifact"]["path"]
+        tiling = AppTiling.from_contract(contract)
+        assert [tiling.tile_h, tiling.tile_w] == [contract["spec"]["height"], contract["spec"]["width"]]

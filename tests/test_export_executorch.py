@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from seemore import create_model, save_model
+from seemore.apps.rules import AppTiling, missing_contract_keys
 from seemore.cli import UsageError, parse_size
 from seemore.common.files import file_sha256
 from seemore.common.tensors import psnr_db
@@ -260,3 +261,13 @@ def test_cli_runs_as_a_script_from_any_directory(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "export_executorch.py: error: argument --size: size must be HEIGHTxWIDTH of the LR input "
         "(e.g. 180x320), got 'abc' (see --help)"]
+
+
+def test_contracts_carry_every_key_the_demo_apps_read(exported: dict[str, Any]) -> None:
+    contracts = [json.loads(p.read_text()) for p in sorted(exported["out"].rglob("*.json"))]
+    runtime = [c for c in contracts if c.get("format") == "seemore-mobile/contract" and c.get("kind") == "runtime"]
+    assert runtime
+    for contract in runtime:
+        assert missing_contract_keys(contract) == [], contract["artifact"]["path"]
+        tiling = AppTiling.from_contract(contract)
+        assert [tiling.tile_h, tiling.tile_w] == [contract["spec"]["height"], contract["spec"]["width"]]

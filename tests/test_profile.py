@@ -71,17 +71,39 @@ def test_a_faster_unit_scales_compute_and_a_narrow_memory_bounds_it() -> None:
         estimate(ProgramCost(cost.ops, "int8"), cal, host, fast)
 
 
-def test_correction_fits_a_rate_factor_and_with_two_anchors_an_overhead() -> None:
-    assert fit_correction([], []).factor == 1.0
-    one = fit_correction([20.0], [10.0])
-    assert one.factor == pytest.approx(2.0) and one.overhead_ms is None
+def _linear_model(raw: list[float]):  # type: ignore[no-untyped-def]
+    """An estimator stand-in: raw / factor, plus the overhead (0.2 ms when the unit's own is used)."""
+    return lambda factor, overhead: [r / factor + (0.2 if overhead is None else overhead) for r in raw]
+
+
+def test_correction_fits_the_estimators_own_predictions() -> None:
+    assert fit_correction(_linear_model([]), [], fit_overhead=False).factor == 1.0
+    # One anchor: the factor alone, fitted with the unit's own overhead in the prediction
+    # (20 / f + 0.2 = 10.2 -> f = 2; the weak prior towards 1 moves it a little).
+    one = fit_correction(_linear_model([20.0]), [10.2], fit_overhead=False)
+    assert one.factor == pytest.approx(2.0, rel=1e-2) and one.overhead_ms is None
     # published = 0.5 ms + raw / 4, exactly: both come back.
-    two = fit_correction([4.0, 400.0], [1.5, 100.5])
-    assert two.factor == pytest.approx(4.0, rel=1e-3) and two.overhead_ms == pytest.approx(0.5, rel=1e-2)
+    two = fit_correction(_linear_model([4.0, 400.0]), [1.5, 100.5], fit_overhead=True)
+    assert two.factor == pytest.approx(4.0, rel=2e-2) and two.overhead_ms == pytest.approx(0.5, rel=5e-2)
+    # A memory-bound anchor (no rate factor changes its estimate) leaves the factor at the prior's 1.
+    stuck = fit_correction(lambda factor, overhead: [3.0], [1.0], fit_overhead=False)
+    assert stuck.factor == pytest.approx(1.0, abs=1e-3)
     with pytest.raises(EstimateError):
-        fit_correction([0.0], [1.0])
+        fit_correction(_linear_model([1.0]), [0.0], fit_overhead=False)
     with pytest.raises(EstimateError):
-        fit_correction([1.0], [])
+        fit_correction(lambda factor, overhead: [0.0], [1.0], fit_overhead=False)
+
+
+def test_ops_that_fit_on_chip_move_no_dram_bytes() -> None:
+    cal = Calibration("fp32", {"dense": 1e10, "elementwise": 1e9}, 0.0, 0.0, 1, "test")
+    host = UnitModel("cpu", {"fp32": 100.0}, 1e6, 10.0)
+    cost = ProgramCost(_cost().ops, "fp16")
+    dram = UnitModel("npu", {"fp16": 400.0}, 0.1, 3.0)
+    sram = UnitModel("npu", {"fp16": 400.0}, 0.1, 3.0, onchip_mb=1e3)  # every op of _cost() fits in 1 GB
+    assert estimate(cost, cal, host, dram).memory_bound_ms >= 800.0
+    on_chip = estimate(cost, cal, host, sram)
+    assert on_chip.memory_bound_ms == 0 and on_chip.latency_ms < estimate(cost, cal, host, dram).latency_ms
+    assert any("on chip" in a for a in on_chip.assumptions)
 
 
 def test_scenarios_tile_like_the_contract_and_judge_each_budget() -> None:

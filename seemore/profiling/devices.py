@@ -184,6 +184,9 @@ class ComputeUnit:
     # Fixed cost of one inference on this unit (dispatch, I/O transfer); None: the estimator uses
     # the per-inference overhead it measured on the host.
     overhead: Quantity | None = None
+    # On-chip memory an op's tensors can stay in without DRAM traffic (an accelerator's SRAM);
+    # None: every op's bytes go to DRAM.
+    onchip: Quantity | None = None
 
     def peak_gmacs(self, precision: str) -> float:
         """Peak rate at ``precision`` in GMAC/s; :class:`RegistryError` where the unit has none."""
@@ -375,7 +378,7 @@ def _clusters(data: Any, path: str, host: bool) -> tuple[CpuCluster, ...]:
 
 
 def _unit(data: Any, path: str, name: str, host: bool) -> ComputeUnit:
-    u = _table(data, path, ("description", "peak", "active_power"), ("threads", "note", "overhead"))
+    u = _table(data, path, ("description", "peak", "active_power"), ("threads", "note", "overhead", "onchip"))
     peak_path = _join(path, "peak")
     peaks = _table(u["peak"], peak_path, (), PRECISIONS)
     if not peaks:
@@ -386,6 +389,7 @@ def _unit(data: Any, path: str, name: str, host: bool) -> ComputeUnit:
         _quantity(u["active_power"], _join(path, "active_power"), "power", host),
         _optional_quantity(u, "threads", path, "threads", host), _text(u, "note", path, ""),
         _optional_quantity(u, "overhead", path, "time", host),
+        _optional_quantity(u, "onchip", path, "memory", host),
     )
 
 

@@ -22,7 +22,7 @@ it is shown.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from seemore.profiling.costs import ProgramCost
@@ -142,12 +142,14 @@ def calibrate(events: Iterable[tuple[str, float]], execute_ms: float, cost: Prog
 @dataclass(frozen=True)
 class UnitModel:
     """What the estimator needs of one compute unit: peaks (GMAC/s) per precision, memory
-    bandwidth (GB/s), active power (W) and its kind (``cpu``, ``gpu``, ``ane``, ``npu``)."""
+    bandwidth (GB/s), active power (W), its kind (``cpu``, ``gpu``, ``ane``, ``npu``) and the
+    on-chip memory (MB) an op's tensors may stay in without going to DRAM (0: none assumed)."""
 
     kind: str
     peaks: Mapping[str, float]
     bandwidth_gbs: float
     power_w: float
+    onchip_mb: float = 0.0
 
     def peak(self, precision: str) -> float:
         """The peak at ``precision``, in GMAC/s."""
@@ -185,6 +187,7 @@ def estimate(cost: ProgramCost, calibration: Calibration, host: UnitModel, unit:
     group_ms = dict.fromkeys(RATE_GROUPS, 0.0)
     memory_bound = 0.0
     bandwidth = unit.bandwidth_gbs * 1e9
+    onchip = unit.onchip_mb * 1e6
     for op in cost.ops:
         group = GROUP_OF_CLASS[op.op_class]
         rate = calibration.rates.get(group)
@@ -192,7 +195,8 @@ def estimate(cost: ProgramCost, calibration: Calibration, host: UnitModel, unit:
             # A group the calibration program lacks: the dense rate, the only MAC-sized one.
             rate = calibration.rates["dense"]
         compute_s = op.work / (rate * scale)
-        memory_s = op.bytes / bandwidth
+        # An op whose inputs and outputs fit in the unit's on-chip memory moves nothing over DRAM.
+        memory_s = 0.0 if op.bytes <= onchip else op.bytes / bandwidth
         if memory_s > compute_s:
             memory_bound += memory_s * 1e3
         group_ms[group] += max(compute_s, memory_s) * 1e3
@@ -200,7 +204,8 @@ def estimate(cost: ProgramCost, calibration: Calibration, host: UnitModel, unit:
     overhead = calibration.overhead_ms / scale if overhead_ms is None else overhead_ms
     latency = sum(group_ms.values()) + overhead
     assumptions = (
-        f"per-op time = max(work / rate, bytes / {unit.bandwidth_gbs:g} GB/s), plus {overhead:.2f} ms per inference",
+        f"per-op time = max(work / rate, bytes / {unit.bandwidth_gbs:g} GB/s), plus {overhead:.2f} ms per inference"
+        + (f"; ops whose tensors fit in {unit.onchip_mb:g} MB on chip move no DRAM bytes" if unit.onchip_mb else ""),
         f"rates: this host's {calibration.precision} rates per op group ({calibration.source}) x "
         f"{unit.peak(cost.precision):g} / {host.peak(calibration.precision):g} GMAC/s peak ratio"
         + (f" x {correction:.3g} ({unit.kind} correction fitted to the published anchors)" if correction != 1.0
@@ -213,37 +218,51 @@ def estimate(cost: ProgramCost, calibration: Calibration, host: UnitModel, unit:
 @dataclass(frozen=True)
 class Correction:
     """What the anchors of one (unit kind, precision) say about the raw estimates: a rate factor
-    and, with two or more anchors, a fitted per-inference overhead (None: the unit's own)."""
+    and, when the anchors span two or more models, a fitted per-inference overhead (None: the
+    unit's own, from the registry or the host's measurement)."""
 
     factor: float
     overhead_ms: float | None
     anchors: int
 
 
-def fit_correction(raw_ms: Sequence[float], published_ms: Sequence[float]) -> Correction:
-    """Fit ``published = overhead + raw / factor`` to anchors, in log space (every anchor counts
-    alike, whatever its size). ``raw_ms`` are compute-only estimates (no overhead, factor 1).
+# Weight of the prior that keeps the rate factor near 1 where the anchors do not decide it (a
+# memory-bound anchor says nothing about compute rates): one unit of log residual per e-fold.
+_FACTOR_PRIOR = 0.05
 
-    No anchors: factor 1. One: the factor alone (``raw / published``). Two or more: the factor
-    and an overhead between 1 us and 50 ms, by least squares of the log ratio.
+
+def fit_correction(predict: Callable[[float, float | None], Sequence[float]], published_ms: Sequence[float],
+                   fit_overhead: bool) -> Correction:
+    """Fit the rate factor (and, with ``fit_overhead``, the per-inference overhead) so that the
+    estimator's own predictions of the anchors match their published latencies, in log space
+    (every anchor counts alike, whatever its size).
+
+    ``predict(factor, overhead_ms)`` returns the estimates of the anchors with that correction
+    (``overhead_ms`` None: the unit's own overhead), so the fit sees exactly the model that later
+    predicts: the roofline's memory-bound ops, which no rate factor speeds up, included. A weak
+    prior holds the factor near 1 where the anchors leave it free. The overhead is fitted within
+    1 us to 50 ms, and only when asked (anchors of one model cannot tell overhead from rate).
     """
-    if len(raw_ms) != len(published_ms):
-        raise EstimateError("one published latency per raw estimate")
-    values = [*raw_ms, *published_ms]
-    if any(v <= 0 or not math.isfinite(v) for v in values):
-        raise EstimateError("anchor latencies and raw estimates must be positive and finite")
-    if not raw_ms:
+    published = [float(v) for v in published_ms]
+    if any(v <= 0 or not math.isfinite(v) for v in published):
+        raise EstimateError("published anchor latencies must be positive and finite")
+    if not published:
         return Correction(1.0, None, 0)
-    if len(raw_ms) == 1:
-        return Correction(raw_ms[0] / published_ms[0], None, 1)
     import numpy as np
     from scipy.optimize import least_squares
 
-    raw, published = np.asarray(raw_ms, dtype=float), np.asarray(published_ms, dtype=float)
+    target = np.log(np.asarray(published))
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        return np.log(math.exp(x[1]) + raw * math.exp(-x[0])) - np.log(published)
+        overhead = math.exp(x[1]) if fit_overhead else None
+        predicted = np.asarray(predict(math.exp(x[0]), overhead), dtype=float)
+        if predicted.shape != target.shape or not np.all(np.isfinite(predicted)) or np.any(predicted <= 0):
+            raise EstimateError("the estimator gave no positive estimate for an anchor")
+        return np.concatenate([np.log(predicted) - target, [_FACTOR_PRIOR * x[0]]])
 
-    start = [math.log(float(np.exp(np.mean(np.log(raw / published))))), math.log(0.1)]
-    fit = least_squares(residuals, start, bounds=([-20.0, math.log(1e-3)], [20.0, math.log(50.0)]))
-    return Correction(math.exp(fit.x[0]), math.exp(fit.x[1]), len(raw_ms))
+    start = [0.0, math.log(0.1)] if fit_overhead else [0.0]
+    lower = [-20.0, math.log(1e-3)] if fit_overhead else [-20.0]
+    upper = [20.0, math.log(50.0)] if fit_overhead else [20.0]
+    fit = least_squares(residuals, start, bounds=(lower, upper), diff_step=1e-3)
+    overhead = math.exp(fit.x[1]) if fit_overhead else None
+    return Correction(math.exp(fit.x[0]), overhead, len(published))

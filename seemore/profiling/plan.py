@@ -27,7 +27,8 @@ def unit_model(device: Device, unit_name: str) -> UnitModel:
     """The estimator's view of one compute unit of a registry device."""
     unit: ComputeUnit = device.unit(unit_name)
     peaks = {p: q.to("GMAC/s") for p, q in unit.peak.items()}
-    return UnitModel(unit_name, peaks, device.memory.bandwidth.to("GB/s"), unit.active_power.to("W"))
+    onchip_mb = 0.0 if unit.onchip is None else unit.onchip.to("GB") * 1e3
+    return UnitModel(unit_name, peaks, device.memory.bandwidth.to("GB/s"), unit.active_power.to("W"), onchip_mb)
 
 
 def unit_overhead_ms(device: Device, unit_name: str) -> float | None:
@@ -99,19 +100,24 @@ def _peers(anchors: Sequence[Anchor], unit: str, precision: str, leave_out: str 
     return same_precision or same_kind
 
 
-def _fit(peers: Sequence[Anchor], raw: Mapping[str, float]) -> Correction:
-    return fit_correction([raw[b.id] for b in peers], [b.latency_s * 1e3 for b in peers])
+def _fit(peers: Sequence[Anchor], registry: Registry, calibrations: Mapping[str, Calibration]) -> Correction:
+    """The correction that makes the estimator's own predictions of ``peers`` match their latencies;
+    an overhead of its own only when the peers span two or more models."""
+    def predict(factor: float, overhead_ms: float | None) -> list[float]:
+        correction = Correction(factor, overhead_ms, len(peers))
+        return [anchor_estimate(b, registry, calibrations, correction).latency_ms for b in peers]
+
+    return fit_correction(predict, [b.latency_s * 1e3 for b in peers], len({b.model for b in peers}) >= 2)
 
 
 def anchor_checks(anchors: Sequence[Anchor], registry: Registry,
                   calibrations: Mapping[str, Calibration]) -> list[AnchorCheck]:
     """Every anchor estimated with the correction fitted to the *other* anchors of its unit kind
     and precision (leave-one-out: an anchor never calibrates its own estimate)."""
-    raw = {a.id: anchor_estimate(a, registry, calibrations).latency_ms for a in anchors}
     out = []
     for a in anchors:
         peers = _peers(anchors, a.unit, a.precision, a.id)
-        correction = _fit(peers, raw)
+        correction = _fit(peers, registry, calibrations)
         est = anchor_estimate(a, registry, calibrations, correction).latency_ms
         out.append(AnchorCheck(a, est, a.latency_s * 1e3, correction, tuple(b.id for b in peers)))
     return out
@@ -120,11 +126,10 @@ def anchor_checks(anchors: Sequence[Anchor], registry: Registry,
 def corrections(anchors: Sequence[Anchor], registry: Registry,
                 calibrations: Mapping[str, Calibration]) -> dict[tuple[str, str], Correction]:
     """Per (unit kind, precision): the correction fitted to every anchor that stands for it (:func:`_peers`)."""
-    raw = {a.id: anchor_estimate(a, registry, calibrations).latency_ms for a in anchors}
     out = {}
     for kind in sorted({a.unit for a in anchors}):
         for precision in ("fp32", "fp16", "int8"):
-            out[(kind, precision)] = _fit(_peers(anchors, kind, precision, None), raw)
+            out[(kind, precision)] = _fit(_peers(anchors, kind, precision, None), registry, calibrations)
     return out
 
 
