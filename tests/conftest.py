@@ -104,3 +104,19 @@ def toml_number_leaves(node: Any, path: str = "") -> Iterator[tuple[str, dict[st
                 yield f"{path}[{i}]", None
             else:
                 yield from toml_number_leaves(value, f"{path}[{i}]")
+
+
+def assert_apps_read_every_contract(folder: Path) -> None:
+    """Every runtime contract an exporter wrote under ``folder`` has the keys the demo apps read,
+    and its tiling is the one the apps compute (:mod:`seemore.apps.rules`)."""
+    import json
+
+    from seemore.apps.rules import AppTiling, missing_contract_keys
+
+    contracts = [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json"))]
+    runtime = [c for c in contracts if c.get("format") == "seemore-mobile/contract" and c.get("kind") == "runtime"]
+    assert runtime, f"no runtime contract under {folder}"
+    for contract in runtime:
+        assert missing_contract_keys(contract) == [], contract["artifact"]["path"]
+        tiling = AppTiling.from_contract(contract)
+        assert [tiling.tile_h, tiling.tile_w] == [contract["spec"]["height"], contract["spec"]["width"]]

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import torch
 
-from seemore.apps.rules import AppTiling, missing_contract_keys
 from seemore.common.files import file_sha256, path_sha256
 from seemore.contract import contract_path, read_contract
 from seemore.export import ExportOptions, export_targets, get_target
@@ -24,7 +23,7 @@ from seemore.parity import run_parity
 from seemore.parity.harness import eight_bit, io_adapter
 from seemore.runtime import get_runner
 from seemore.runtime.mil import load_mil_program
-from conftest import exit_code, saved_small_model
+from conftest import assert_apps_read_every_contract, exit_code, saved_small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 H, W = 32, 48
@@ -262,10 +261,4 @@ def test_w8a8_lowering_keeps_quantized_adds_inside_fp16(tmp_path: Path) -> None:
 
 
 def test_contracts_carry_every_key_the_demo_apps_read(exported: dict[str, Any]) -> None:
-    contracts = [json.loads(p.read_text()) for p in sorted(exported["out"].rglob("*.json"))]
-    runtime = [c for c in contracts if c.get("format") == "seemore-mobile/contract" and c.get("kind") == "runtime"]
-    assert runtime
-    for contract in runtime:
-        assert missing_contract_keys(contract) == [], contract["artifact"]["path"]
-        tiling = AppTiling.from_contract(contract)
-        assert [tiling.tile_h, tiling.tile_w] == [contract["spec"]["height"], contract["spec"]["width"]]
+    assert_apps_read_every_contract(exported["out"])

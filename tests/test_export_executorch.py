@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from seemore import create_model, save_model
-from seemore.apps.rules import AppTiling, missing_contract_keys
 from seemore.cli import UsageError, parse_size
 from seemore.common.files import file_sha256
 from seemore.common.tensors import psnr_db
@@ -28,7 +27,7 @@ from seemore.export import ExportOptions, export_targets, get_target
 from seemore.export.calibration import center_crop, load_rgb, real_input
 from seemore.paths import bundled_images, resolve_data_root
 from seemore.runtime.executorch import load_pte
-from conftest import exit_code, load_script, saved_small_model, small_model
+from conftest import assert_apps_read_every_contract, exit_code, load_script, saved_small_model, small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parent.parent
@@ -264,10 +263,4 @@ def test_cli_runs_as_a_script_from_any_directory(tmp_path: Path) -> None:
 
 
 def test_contracts_carry_every_key_the_demo_apps_read(exported: dict[str, Any]) -> None:
-    contracts = [json.loads(p.read_text()) for p in sorted(exported["out"].rglob("*.json"))]
-    runtime = [c for c in contracts if c.get("format") == "seemore-mobile/contract" and c.get("kind") == "runtime"]
-    assert runtime
-    for contract in runtime:
-        assert missing_contract_keys(contract) == [], contract["artifact"]["path"]
-        tiling = AppTiling.from_contract(contract)
-        assert [tiling.tile_h, tiling.tile_w] == [contract["spec"]["height"], contract["spec"]["width"]]
+    assert_apps_read_every_contract(exported["out"])

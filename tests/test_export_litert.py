@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from seemore.apps.rules import AppTiling, missing_contract_keys
 from seemore.contract import contract_path, read_contract
 from seemore.deploy import DeploySeemoRe
 from seemore.export import ExportOptions, export_targets, get_target
 from seemore.parity import run_parity
 from seemore.runtime import get_runner
 from seemore.runtime.base import RuntimeUnavailable
-from conftest import exit_code, saved_small_model
+from conftest import assert_apps_read_every_contract, exit_code, saved_small_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 H, W = 32, 48
@@ -248,10 +247,4 @@ def test_cli_bad_input_is_a_one_line_error(exported: dict[str, Any], tmp_path: P
 
 
 def test_contracts_carry_every_key_the_demo_apps_read(exported: dict[str, Any]) -> None:
-    contracts = [json.loads(p.read_text()) for p in sorted(exported["out"].rglob("*.json"))]
-    runtime = [c for c in contracts if c.get("format") == "seemore-mobile/contract" and c.get("kind") == "runtime"]
-    assert runtime
-    for contract in runtime:
-        assert missing_contract_keys(contract) == [], contract["artifact"]["path"]
-        tiling = AppTiling.from_contract(contract)
-        assert [tiling.tile_h, tiling.tile_w] == [contract["spec"]["height"], contract["spec"]["width"]]
+    assert_apps_read_every_contract(exported["out"])

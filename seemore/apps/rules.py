@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from seemore.tiling import Span, Window, fixed_tile_overlap, plan_tiles
+from seemore.tiling import Span, Window, _reach, fixed_tile_overlap, plan_tiles
 
 LAYOUTS = ("NCHW", "NHWC")
 # Bytes per pixel of the 8-bit RGBA images the apps hold (Android ARGB_8888, iOS RGBA8 CGImage).
@@ -175,12 +175,9 @@ def pack_tile(rgba: np.ndarray, window: Window, tiling: AppTiling) -> np.ndarray
 
 
 def reach(span: Span, size: int, half: int | None) -> tuple[int, int]:
-    """LR range [lo, hi) a window writes along one axis: its core, widened by the fade inside."""
-    if half is None:
-        return span.core_start, span.core_stop
-    lo = span.core_start - (0 if span.core_start == 0 else half)
-    hi = span.core_stop + (0 if span.core_stop == size else half)
-    return lo, hi
+    """LR range [lo, hi) a window writes along one axis: its core, widened by the fade inside
+    (the tiler's own rule, :func:`seemore.tiling._reach`)."""
+    return _reach(span, size, half)
 
 
 def ramp(position: int, centre: int, half: int, scale: int) -> np.float32:

@@ -31,6 +31,8 @@ Every problem raises :class:`AnchorError` with a one-line message that names its
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -443,6 +445,17 @@ def _models(top: dict[str, Any]) -> dict[str, ModelSpec]:
     return {model_id: _model(raw, model_id) for model_id, raw in top["models"].items()}
 
 
+def _file_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+# The anchor fits cost the same models thousands of times: parsed once per file version.
+@functools.lru_cache(maxsize=8)
+def _models_of(key: tuple[str, int, int]) -> dict[str, ModelSpec]:
+    return load_models(Path(key[0]))
+
+
 def load_models(path: Path | None = None) -> dict[str, ModelSpec]:
     """The validated layer tables of an anchor file (default :data:`ANCHORS_PATH`), by model id."""
     return _models(_read(ANCHORS_PATH if path is None else Path(path)))
@@ -478,7 +491,12 @@ def model_costs(model_id: str, input_hw: tuple[int, int], precision: str, path: 
     (``dwconv`` when ``groups == cin == cout > 1``), linear = matmul, activations, adds, resizes
     and movements with work = output elements, bytes = (inputs + outputs + weights) x element size.
     """
-    models = load_models(path)
+    return _costs_of(_file_key(ANCHORS_PATH if path is None else Path(path)), model_id, tuple(input_hw), precision)
+
+
+@functools.lru_cache(maxsize=256)
+def _costs_of(key: tuple[str, int, int], model_id: str, input_hw: tuple[int, int], precision: str) -> ProgramCost:
+    models = _models_of(key)
     if model_id not in models:
         raise AnchorError(f"unknown model {model_id!r}; known: {', '.join(sorted(models))}")
     return models[model_id].costs(input_hw, precision)

@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from seemore.profiling.anchors import load_anchors
         from seemore.profiling.devices import load_registry
         from seemore.profiling.host import find_artifacts, host_calibrations
-        from seemore.profiling.plan import corrections
+        from seemore.profiling.plan import corrections, host_runnable
         from seemore.toolchain_logs import quiet_toolchain_logs
 
         quiet_toolchain_logs()
@@ -99,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         say = _say(not args.no_progress)
         artifacts = find_artifacts(args.root, args.model_name)
         cpu = cpu_name()
-        calibrations = host_calibrations(artifacts, args.threads, args.runs, cpu, say)
+        # --validate: the host artifacts it checks run in the calibration's rounds (same machine state).
+        to_measure = host_runnable(registry, artifacts) if args.validate else []
+        calibrations, measured = host_calibrations(artifacts, args.threads, args.runs, cpu, say, to_measure)
         anchors = load_anchors(registry=registry)
         fitted = corrections(anchors, registry, calibrations)
         report: dict[str, Any] = {"cpu": cpu, "threads": args.threads, "root": str(args.root),
@@ -109,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                   for (k, p), c in fitted.items()}}
         status = 0
         if args.validate:
-            status |= _validate(args, artifacts, calibrations, anchors, registry, report, say)
+            status |= _validate(args, artifacts, calibrations, measured, anchors, registry, report, say)
         if device is not None:
             status |= _profile(args, device, registry, artifacts, calibrations, fitted, scenarios, report, say)
         if args.json is not None:
@@ -274,10 +276,9 @@ def _coreml_reports(paths: Sequence[Path], device: Any, plans: list[Any], scenar
     return out, ", ".join(sorted({r.device for r in reports.values()}))
 
 
-def _validate(args: argparse.Namespace, artifacts: Any, calibrations: Any, anchors: Any, registry: Any,
-              report: dict[str, Any], say: Any) -> int:
+def _validate(args: argparse.Namespace, artifacts: Any, calibrations: Any, measured: Any, anchors: Any,
+              registry: Any, report: dict[str, Any], say: Any) -> int:
     from seemore.common.tables import format_table
-    from seemore.profiling.host import measure_latencies
     from seemore.profiling.plan import HOST_DEVICE, anchor_checks, plan_device
     from seemore.profiling.report import anchor_table
 
@@ -285,7 +286,6 @@ def _validate(args: argparse.Namespace, artifacts: Any, calibrations: Any, ancho
     plans = [p for p in plan_device(host, registry, artifacts, calibrations, {}, [], say) if p.mode == "estimated"]
     chosen = {p.artifact: p for p in plans}
     found = [a for a in artifacts.values() if a.path.name in chosen]
-    measured = measure_latencies(found, args.threads, args.runs, say=say)
     rows, host_rows, ok = [], [], True
     for artifact in found:
         est = chosen[artifact.path.name].per_tile

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,92 +114,122 @@ def artifact_cost(artifact: FoundArtifact, precision: str) -> ProgramCost:
     return program_costs(_PROGRAMS[key], precision)
 
 
+class TracedPte:
+    """A host ``.pte`` loaded with ExecuTorch's event tracer: call it to run one inference on the
+    spec's example input, then :meth:`events` reads the per-op times of every run so far."""
+
+    def __init__(self, path: Path, contract: ArtifactContract) -> None:
+        from executorch.runtime import Runtime
+
+        from seemore.toolchain_logs import quiet_fd2
+
+        self.path = Path(path)
+        self.x = contract.spec.example_input()
+        with quiet_fd2():
+            self.program = Runtime.get().load_program(self.path, enable_etdump=True, debug_buffer_size=0)
+            self.method = self.program.load_method("forward")
+
+    def __call__(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            self.method.execute([self.x])
+
+    def events(self, keep_etdump: Path | None = None) -> list[tuple[str, float]]:
+        """(XNNPACK operator, median ms per inference) of the delegated ops; ``keep_etdump``: copy the file there."""
+        from executorch.devtools import Inspector
+
+        from seemore.toolchain_logs import quiet_fd2
+
+        with quiet_fd2(), tempfile.TemporaryDirectory(prefix="seemore-etdump-") as scratch:
+            etdump, debug = Path(scratch) / "run.etdp", Path(scratch) / "debug.bin"
+            self.program.write_etdump_result_to_file(str(etdump), str(debug))
+            frame = Inspector(etdump_path=str(etdump)).to_dataframe()
+            if keep_etdump is not None:  # a copy of the real file, e.g. to replay as a phone's
+                Path(keep_etdump).parent.mkdir(parents=True, exist_ok=True)
+                Path(keep_etdump).write_bytes(etdump.read_bytes())
+        rows = frame[(frame["event_block_name"] == "Execute") & frame["is_delegated_op"].astype(bool)]
+        # Medians per op, like the wall time's: the untimed warm-up run (weight packing) is in the
+        # tracer's record too, and a mean would count it.
+        events = [(str(name), float(ms)) for name, ms in zip(rows["event_name"], rows["p50 (ms)"])
+                  if not str(name).startswith("DELEGATE_CALL")]
+        if not events:
+            raise ProfileError(f"{self.path.name}: the ETDump has no delegated operator events")
+        return events
+
+
 def etdump_timings(path: Path, contract: ArtifactContract, threads: int, runs: int,
                    keep_etdump: Path | None = None) -> tuple[list[tuple[str, float]], float]:
     """Per-op median times (ms) of the delegated operators of a host ``.pte`` and its median
     end-to-end time, from ``runs`` executions with ExecuTorch's event tracer after one untimed
     warm-up run. ``keep_etdump``: also copy the ETDump file there."""
-    import torch
-    from executorch.devtools import Inspector
-    from executorch.runtime import Runtime
-
+    from seemore.common.timing import round_robin_ms
     from seemore.runtime.executorch import set_runtime_threads
-    from seemore.toolchain_logs import quiet_fd2
 
     set_runtime_threads(threads)
-    x = contract.spec.example_input()
-    with quiet_fd2():
-        program = Runtime.get().load_program(Path(path), enable_etdump=True, debug_buffer_size=0)
-        method = program.load_method("forward")
-        with torch.no_grad():
-            method.execute([x])
-            wall = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                method.execute([x])
-                wall.append((time.perf_counter() - start) * 1e3)
-        with tempfile.TemporaryDirectory(prefix="seemore-etdump-") as scratch:
-            etdump, debug = Path(scratch) / "run.etdp", Path(scratch) / "debug.bin"
-            program.write_etdump_result_to_file(str(etdump), str(debug))
-            frame = Inspector(etdump_path=str(etdump)).to_dataframe()
-            if keep_etdump is not None:  # a copy of the real file, e.g. to replay as a phone's
-                Path(keep_etdump).parent.mkdir(parents=True, exist_ok=True)
-                Path(keep_etdump).write_bytes(etdump.read_bytes())
-    rows = frame[(frame["event_block_name"] == "Execute") & frame["is_delegated_op"].astype(bool)]
-    # Medians per op, like the wall time's: the untimed warm-up run (weight packing) is in the
-    # tracer's record too, and a mean would count it.
-    events = [(str(name), float(ms)) for name, ms in zip(rows["event_name"], rows["p50 (ms)"])
-              if not str(name).startswith("DELEGATE_CALL")]
-    if not events:
-        raise ProfileError(f"{Path(path).name}: the ETDump has no delegated operator events")
-    return events, statistics.median(wall)
+    traced = TracedPte(path, contract)
+    wall = round_robin_ms({"pte": traced}, runs, 1)["pte"]
+    return traced.events(keep_etdump), statistics.median(wall)
+
+
+def _artifact_engine(artifact: FoundArtifact) -> Callable[[], object]:
+    """One inference of a host-runnable artifact on a real image, through its runtime's runner."""
+    from seemore.export.calibration import real_input
+    from seemore.parity.harness import io_adapter
+    from seemore.paths import resolve_data_root
+    from seemore.runtime import get_runner
+
+    runner = get_runner(artifact.contract.spec.runtime)
+    reason = "no runner" if runner is None else runner.available(artifact.path)
+    if reason is not None:
+        raise ProfileError(f"{artifact.path.name}: cannot run here ({reason})")
+    spec = artifact.contract.spec
+    run = io_adapter(runner.load(artifact.path), spec)
+    x = real_input(spec.height, spec.width, 1, resolve_data_root(None))  # NCHW float: io_adapter feeds the layout
+    return lambda: run(x)
 
 
 def host_calibrations(artifacts: Mapping[tuple[str, str, str], FoundArtifact], threads: int, runs: int,
-                      cpu: str, say: Callable[[str], None] = lambda _: None) -> dict[str, Calibration]:
+                      cpu: str, say: Callable[[str], None] = lambda _: None,
+                      measure: Sequence[FoundArtifact] = ()) -> tuple[dict[str, Calibration], dict[Path, list[float]]]:
     """The estimator's host calibration per precision, from the ETDumps of the XNNPACK ``.pte``
-    files under the root; :class:`ProfileError` naming the command when one is missing."""
-    out = {}
+    files under the root (:class:`ProfileError` naming the command when one is missing), and the
+    end-to-end times (ms) of the ``measure`` artifacts.
+
+    Everything runs in the same rounds, taking turns (:func:`seemore.common.timing.round_robin_ms`):
+    the calibration and the latencies it is validated against see the same machine, however busy
+    a shared host is. A traced ``.pte`` among ``measure`` is timed as it runs traced.
+    """
+    import torch
+
+    from seemore.cli import apply_threads
+    from seemore.common.timing import round_robin_ms
+    from seemore.runtime.executorch import set_runtime_threads
+
+    apply_threads(threads)
+    set_runtime_threads(threads)
+    traced: dict[str, tuple[FoundArtifact, TracedPte]] = {}
     for precision, key in CALIBRATION_ARTIFACTS.items():
         artifact = artifacts.get(key)
         if artifact is None:
             raise ProfileError(f"no host XNNPACK {precision} .pte to calibrate the estimator with: "
                                "run `python mobile/export_executorch.py` (or `bash run.sh pipeline`) first")
-        say(f"calibrating on {artifact.path.name} ({runs} runs with ExecuTorch's event tracer)")
-        events, execute_ms = etdump_timings(artifact.path, artifact.contract, threads, runs)
-        source = f"ETDump of {artifact.path.name}, {runs} runs, {threads} threads, {cpu}"
-        out[precision] = calibrate(events, execute_ms, artifact_cost(artifact, precision), runs, source)
-    return out
-
-
-def measure_latencies(artifacts: Sequence[FoundArtifact], threads: int, runs: int, warmup: int = 1,
-                      say: Callable[[str], None] = lambda _: None) -> dict[Path, list[float]]:
-    """End-to-end times (ms) of host-runnable artifacts, measured side by side (round robin)."""
-    import torch
-
-    from seemore.cli import apply_threads
-    from seemore.common.timing import round_robin_ms
-    from seemore.parity.harness import io_adapter
-    from seemore.runtime import get_runner
-
-    from seemore.export.calibration import real_input
-    from seemore.paths import resolve_data_root
-
-    apply_threads(threads)
-    data_root = resolve_data_root(None)
-    engines: dict[str, Callable[[], object]] = {}
-    paths: dict[str, Path] = {}
-    for artifact in artifacts:
-        runner = get_runner(artifact.contract.spec.runtime)
-        reason = "no runner" if runner is None else runner.available(artifact.path)
-        if reason is not None:
-            raise ProfileError(f"{artifact.path.name}: cannot run here ({reason})")
-        spec = artifact.contract.spec
-        run = io_adapter(runner.load(artifact.path), spec)
-        x = real_input(spec.height, spec.width, 1, data_root)  # NCHW float: io_adapter feeds the artifact's layout
-        name = artifact.path.name
-        engines[name] = lambda run=run, x=x: run(x)
-        paths[name] = artifact.path
+        traced[precision] = (artifact, TracedPte(artifact.path, artifact.contract))
+    engines: dict[str, Callable[[], object]] = {a.path.name: t for a, t in traced.values()}
+    paths = {a.path.name: a.path for a, _ in traced.values()}
+    for artifact in measure:
+        if artifact.path.name not in engines:
+            engines[artifact.path.name] = _artifact_engine(artifact)
+            paths[artifact.path.name] = artifact.path
+    say(f"timing {len(engines)} artifacts side by side ({runs} rounds, the .pte files with ExecuTorch's event tracer)")
     with torch.no_grad():
-        times = round_robin_ms(engines, runs, warmup, on_round=lambda r: say(f"timing round {r + 1}/{runs}"))
-    return {paths[name]: t for name, t in times.items()}
+        times = round_robin_ms(engines, runs, 1, on_round=lambda r: say(f"timing round {r + 1}/{runs}"))
+    out = {}
+    for precision, (artifact, program) in traced.items():
+        source = f"ETDump of {artifact.path.name}, {runs} runs, {threads} threads, {cpu}"
+        execute_ms = statistics.median(times[artifact.path.name])
+        out[precision] = calibrate(program.events(), execute_ms, artifact_cost(artifact, precision), runs, source)
+    measured = {paths[name]: t for name, t in times.items() if paths[name] in {a.path for a in measure}}
+    return out, measured
+
+

@@ -200,6 +200,13 @@ class BackendPlan:
     tile: tuple[int, int] = (0, 0)  # the artifact's fixed LR input (H, W)
 
 
+def host_runnable(registry: Registry, artifacts: Mapping[tuple[str, str, str], FoundArtifact]) -> list[FoundArtifact]:
+    """The artifacts under the root that the host device's backends run (what ``--validate`` times)."""
+    host = registry.device(HOST_DEVICE)
+    keys = [key for name in host.backends for key, _, _ in BACKEND_ARTIFACTS.get(name, ())]
+    return [artifacts[key] for key in dict.fromkeys(keys) if key in artifacts]
+
+
 def plan_device(device: Device, registry: Registry, artifacts: Mapping[tuple[str, str, str], FoundArtifact],
                 calibrations: Mapping[str, Calibration],
                 unit_corrections: Mapping[tuple[str, str], Correction],
