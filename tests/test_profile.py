@@ -104,6 +104,8 @@ def test_ops_that_fit_on_chip_move_no_dram_bytes() -> None:
     on_chip = estimate(cost, cal, host, sram)
     assert on_chip.memory_bound_ms == 0 and on_chip.latency_ms < estimate(cost, cal, host, dram).latency_ms
     assert any("on chip" in a for a in on_chip.assumptions)
+    # The host estimating itself: its measured rates hold its memory traffic, no second bound.
+    assert estimate(cost, cal, host, dram, memory_term=False).memory_bound_ms == 0
 
 
 def test_scenarios_tile_like_the_contract_and_judge_each_budget() -> None:

@@ -172,14 +172,16 @@ class Estimate:
 
 
 def estimate(cost: ProgramCost, calibration: Calibration, host: UnitModel, unit: UnitModel,
-             correction: float = 1.0, overhead_ms: float | None = None) -> Estimate:
+             correction: float = 1.0, overhead_ms: float | None = None, memory_term: bool = True) -> Estimate:
     """Estimate one inference of ``cost`` on ``unit`` from the host ``calibration``.
 
     ``correction`` multiplies every scaled rate (the anchors' factor for the unit's kind);
     ``overhead_ms`` replaces the host's measured per-inference overhead, which is otherwise
-    scaled like the ops (e.g. the registry's figure for an NPU). The calibration's precision must be the one the host ran; the unit's
-    peak at the program's precision divided by the host's peak at the calibration precision is
-    the scale.
+    scaled like the ops (e.g. the registry's figure for an NPU). The calibration's precision must
+    be the one the host ran; the unit's peak at the program's precision divided by the host's peak
+    at the calibration precision is the scale. ``memory_term=False`` drops the bandwidth bound:
+    for the host itself, whose measured rates already contain its memory traffic (counting it
+    again would charge the host's bandwidth twice).
     """
     if correction <= 0 or not math.isfinite(correction):
         raise EstimateError(f"correction factor must be positive, got {correction}")
@@ -196,7 +198,7 @@ def estimate(cost: ProgramCost, calibration: Calibration, host: UnitModel, unit:
             rate = calibration.rates["dense"]
         compute_s = op.work / (rate * scale)
         # An op whose inputs and outputs fit in the unit's on-chip memory moves nothing over DRAM.
-        memory_s = 0.0 if op.bytes <= onchip else op.bytes / bandwidth
+        memory_s = 0.0 if not memory_term or op.bytes <= onchip else op.bytes / bandwidth
         if memory_s > compute_s:
             memory_bound += memory_s * 1e3
         group_ms[group] += max(compute_s, memory_s) * 1e3
@@ -204,7 +206,9 @@ def estimate(cost: ProgramCost, calibration: Calibration, host: UnitModel, unit:
     overhead = calibration.overhead_ms / scale if overhead_ms is None else overhead_ms
     latency = sum(group_ms.values()) + overhead
     assumptions = (
-        f"per-op time = max(work / rate, bytes / {unit.bandwidth_gbs:g} GB/s), plus {overhead:.2f} ms per inference"
+        (f"per-op time = max(work / rate, bytes / {unit.bandwidth_gbs:g} GB/s), plus {overhead:.2f} ms per inference"
+         if memory_term else f"per-op time = work / measured rate (memory traffic included), plus {overhead:.2f} ms "
+         "per inference")
         + (f"; ops whose tensors fit in {unit.onchip_mb:g} MB on chip move no DRAM bytes" if unit.onchip_mb else ""),
         f"rates: this host's {calibration.precision} rates per op group ({calibration.source}) x "
         f"{unit.peak(cost.precision):g} / {host.peak(calibration.precision):g} GMAC/s peak ratio"

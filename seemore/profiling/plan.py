@@ -230,8 +230,10 @@ def plan_device(device: Device, registry: Registry, artifacts: Mapping[tuple[str
             overhead = unit_overhead_ms(device, backend.unit)
             if fitted is not None and fitted.overhead_ms is not None:
                 overhead = fitted.overhead_ms
+            # On the host itself the measured rates already hold its memory traffic: no second bound.
             per_tile = estimate(cost, calibration_for(calibrations, computed), host, unit,
-                                fitted.factor if fitted is not None else 1.0, overhead)
+                                fitted.factor if fitted is not None else 1.0, overhead,
+                                memory_term=device.id != HOST_DEVICE)
             notes = () if computed == precision else (
                 f"the {backend.unit} unit has no {precision} peak: estimated as {computed} compute",)
             tile = (artifact.contract.spec.height, artifact.contract.spec.width)
