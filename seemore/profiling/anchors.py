@@ -32,7 +32,6 @@ Every problem raises :class:`AnchorError` with a one-line message that names its
 from __future__ import annotations
 
 import functools
-
 import math
 from dataclasses import dataclass
 from fractions import Fraction

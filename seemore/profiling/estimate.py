@@ -3,7 +3,9 @@
 The model, kept small enough to state in a report:
 
 * **per op**: ``time = max(work / rate[group], bytes / bandwidth)``, summed over the program's
-  ops (:mod:`seemore.profiling.costs`), plus a fixed per-inference ``overhead``;
+  ops (:mod:`seemore.profiling.costs`), plus a fixed per-inference ``overhead``; an op whose
+  tensors fit in the unit's on-chip memory moves no DRAM bytes, and the host estimating itself
+  adds no bandwidth bound (its measured rates contain its memory traffic);
 * **rates** per op group (``dense`` convolutions and matmuls, ``dwconv``, ``elementwise``,
   ``reduction``, ``resize``, ``movement``) are *measured* on this host: the per-op timings of
   the host ``.pte`` (ETDump, XNNPACK's operator names mapped to groups) divided into the
@@ -11,8 +13,8 @@ The model, kept small enough to state in a report:
 * on a **device**, each group's rate is the host's scaled by the ratio of the compute unit's
   peak to the host CPU's peak at that precision (the registry, :mod:`seemore.profiling.devices`),
   times a rate factor, with a per-inference overhead, both fitted per (kind of compute unit,
-  precision) to the published anchors (:mod:`seemore.profiling.anchors`; :func:`fit_correction`),
-  leaving out the anchor being checked;
+  precision) to the estimator's own predictions of the published anchors
+  (:mod:`seemore.profiling.anchors`; :func:`fit_correction`), leaving out the anchor being checked;
 * **energy** per inference is ``time x active power`` of the unit (registry).
 
 Every :class:`Estimate` carries these assumptions as text, and is labelled an estimate wherever
