@@ -60,13 +60,15 @@ def test_kotlin_logic_reproduces_the_golden_plans_tiles_and_pixels(logic_jar: Pa
 
 
 @needs_jvm
-def test_kotlin_logic_catches_a_wrong_golden_pixel(logic_jar: Path, tmp_path: Path) -> None:
-    # The checker can fail: one flipped output byte of one case is reported, and only that case.
+@pytest.mark.parametrize("buffer, item", [("output_rgb", 1), ("output_f32", 4)])
+def test_kotlin_logic_catches_a_wrong_golden_value(logic_jar: Path, tmp_path: Path, buffer: str, item: int) -> None:
+    # The checker can fail: one output byte, or the last bit of one stitched float (which the
+    # rounded bytes would hide), changed in one case is reported, and only that case.
     index = golden.write_goldens(tmp_path / "golden", golden.CASES[:2])
     entry = json.loads(index.read_text())["cases"][1]
-    output = index.parent / entry["files"]["output_rgb"]
+    output = index.parent / entry["files"][buffer]
     data = bytearray(output.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    data[len(data) // item // 2 * item] ^= 0x01
     output.write_bytes(bytes(data))
     result = run_logic_check(logic_jar, "golden", str(index.parent))
     assert result.returncode == 1

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from seemore.apps.rules import AppTiling, memory_bytes, pack_tile, stitch, tile_plan
+from seemore.apps.rules import AppTiling, memory_bytes, pack_tile, stitch_floats, tile_plan
 from seemore.common.files import atomic_write_bytes, atomic_write_text
 from seemore.tiling import fixed_tile_overlap
 
@@ -82,16 +82,17 @@ def write_case(folder: Path, case: GoldenCase, seed: int) -> dict[str, Any]:
     plan = tile_plan(case.height, case.width, tiling)
     inputs = [pack_tile(photo, window, tiling) for window in plan.windows]
     outputs = [fake_model(packed, i, tiling) for i, packed in enumerate(inputs)]
-    image = stitch(plan, tiling, outputs)
+    image, values = stitch_floats(plan, tiling, outputs)
     files = {
         "photo_rgba": photo.tobytes(),
         "tile_inputs_f32": np.concatenate(inputs).astype("<f4").tobytes(),
         "tile_outputs_f32": np.concatenate(outputs).astype("<f4").tobytes(),
         "output_rgb": image.tobytes(),
+        "output_f32": values.astype("<f4").tobytes(),
     }
     names = {}
     for key, payload in files.items():
-        name = f"{case.name}.{key.rsplit('_', 1)[0]}.bin"
+        name = f"{case.name}.{key}.bin"
         atomic_write_bytes(folder / name, payload)
         names[key] = name
     return {

@@ -269,6 +269,7 @@ class RowStitcher:
         self.band_top = 0  # HR row of band[0]
         self.emitted = 0  # HR rows handed out so far
         self.next_index = 0
+        self.finished_floats = np.zeros((0, self.out_w, 3), dtype=np.float32)
 
     def add(self, output: np.ndarray) -> np.ndarray:
         """Place the next window's flat float32 output; returns the rows finished by it, (n, out_w, 3) uint8."""
@@ -294,12 +295,15 @@ class RowStitcher:
                 region += part * weight
         last_of_span = self.next_index == len(plan.windows) or plan.windows[self.next_index].rows != window.rows
         if not last_of_span:
+            self.finished_floats = np.zeros((0, self.out_w, 3), dtype=np.float32)
             return np.zeros((0, self.out_w, 3), dtype=np.uint8)
         if self.next_index == len(plan.windows):
             final = self.rows_total
         else:
             final = min(self.rows_total, reach(plan.windows[self.next_index].rows, plan.padded_h, plan.fade_half)[0] * s)
-        done = to_byte(self.band[self.emitted - self.band_top : final - self.band_top, : self.out_w])
+        # The float values of the finished rows, before rounding (the golden files record them).
+        self.finished_floats = self.band[self.emitted - self.band_top : final - self.band_top, : self.out_w].copy()
+        done = to_byte(self.finished_floats)
         self.emitted = max(self.emitted, final)
         shift = self.emitted - self.band_top
         if shift > 0 and self.next_index < len(plan.windows):
@@ -309,11 +313,20 @@ class RowStitcher:
         return done
 
 
-def stitch(plan: TilePlan, tiling: AppTiling, outputs: Iterator[np.ndarray] | list[np.ndarray]) -> np.ndarray:
-    """All rows of a photo from its windows' outputs, as (h * s, w * s, 3) uint8."""
+def stitch_floats(plan: TilePlan, tiling: AppTiling,
+                  outputs: Iterator[np.ndarray] | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """All rows of a photo from its windows' outputs: (h * s, w * s, 3) uint8, and the float32 values they round."""
     stitcher = RowStitcher(plan, tiling)
-    rows = [stitcher.add(out) for out in outputs]
+    rows, values = [], []
+    for out in outputs:
+        rows.append(stitcher.add(out))
+        values.append(stitcher.finished_floats)
     image = np.concatenate(rows, axis=0)
     if image.shape[0] != plan.height * tiling.scale:
         raise AppRuleError(f"stitched {image.shape[0]} of {plan.height * tiling.scale} rows")
-    return image
+    return image, np.concatenate(values, axis=0)
+
+
+def stitch(plan: TilePlan, tiling: AppTiling, outputs: Iterator[np.ndarray] | list[np.ndarray]) -> np.ndarray:
+    """All rows of a photo from its windows' outputs, as (h * s, w * s, 3) uint8."""
+    return stitch_floats(plan, tiling, outputs)[0]

@@ -90,6 +90,14 @@ class RowStitcher(private val plan: TilePlan, private val tiling: AppTiling) {
     var deepestBandRow: Int = -1
         private set
 
+    /**
+     * Called, when set, with each finished band's first HR row and its float values (RGB
+     * interleaved, before [toByte]): the JVM checker compares them bit for bit with the Python
+     * reference, which the 8-bit output alone would not (a blend rounded differently can still
+     * give the same bytes). The app leaves it null.
+     */
+    var floatSink: ((Int, FloatArray) -> Unit)? = null
+
     /** HR rows handed out so far. */
     val rowsEmitted: Int
         get() = emitted
@@ -186,6 +194,14 @@ class RowStitcher(private val plan: TilePlan, private val tiling: AppTiling) {
                 val o = (bandRow + x) * 3
                 pixels[r * outW + x] = argbOf(toByte(band[o]), toByte(band[o + 1]), toByte(band[o + 2]))
             }
+        }
+        val sink = floatSink
+        if (sink != null) {
+            val values = FloatArray(count * outW * 3)
+            for (r in 0 until count) {
+                System.arraycopy(band, (from + r) * bandW * 3, values, r * outW * 3, outW * 3)
+            }
+            sink(emitted, values)
         }
         val done = FinishedRows(emitted, count, outW, pixels)
         emitted = maxOf(emitted, finalRow)

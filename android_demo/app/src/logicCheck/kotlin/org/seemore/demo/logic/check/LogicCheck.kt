@@ -139,6 +139,9 @@ private fun checkCase(dir: File, index: Json, key: String): Int {
     val outW = width * scale
     val outH = height * scale
     val image = ByteArray(outH * outW * 3)
+    val wantFloats = floats(File(dir, index.string("$key.files.output_f32")))
+    expectEqual("output floats", outH * outW * 3, wantFloats.size)
+    stitcher.floatSink = { firstRow, values -> compareFloats("output floats from row $firstRow", wantFloats, firstRow * outW * 3, values) }
     var next = 0
     for (k in 0 until windowCount) {
         val rows = stitcher.add(outputs.copyOfRange(k * tileOut, (k + 1) * tileOut))
