@@ -1795,12 +1795,10 @@ class _FunctionCompiler:
                 if left < 0:
                     raise SwiftTrap(f"while loop ran {limit} times in {what}: endless?")
                 signal = body(frame)
-                if signal is not None:
-                    if signal is _BREAK:
-                        break
-                    if signal is _CONTINUE:
-                        continue
-                    return signal
+                if signal is _BREAK:
+                    break
+                if signal is not None and signal is not _CONTINUE:
+                    return signal  # a return value: leaves the loop and the function
             return None
         return run
 
@@ -1829,11 +1827,9 @@ class _FunctionCompiler:
             for v in values:
                 frame[slot] = v
                 signal = body(frame)
-                if signal is not None:
-                    if signal is _BREAK:
-                        break
-                    if signal is _CONTINUE:
-                        continue
+                if signal is _BREAK:
+                    break
+                if signal is not None and signal is not _CONTINUE:
                     return signal
             return None
         return run
