@@ -8,7 +8,6 @@ then compared with the Python reference (float32 results bit for bit).
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 
 from seemore.apps import golden, rules
 from seemore.apps.rules import AppRuleError, AppTiling
+from seemore.apps.sources import IOS_APP, REPO, SWIFT_LOGIC
 from seemore.apps.swift_subset import (
     SwiftProgram,
     SwiftSubsetError,
@@ -28,9 +28,7 @@ from seemore.apps.swift_subset import (
 )
 from seemore.tiling import fixed_tile_overlap, plan_axis
 
-REPO = Path(__file__).resolve().parent.parent
-IOS = REPO / "ios_demo"
-LOGIC = IOS / "SeemoreDemo" / "Logic"
+IOS, LOGIC = IOS_APP, SWIFT_LOGIC
 # The Logic files written in the evaluated subset; Contract.swift is plain Swift (JSONSerialization).
 SUBSET_FILES = ("TilePlan.swift", "Pixels.swift", "Blend.swift", "Memory.swift")
 

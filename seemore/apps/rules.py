@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-from seemore.tiling import Span, Window, _reach, fixed_tile_overlap, plan_tiles
+from seemore.contract.spec import LAYOUTS
+from seemore.tiling import Span, Window, _axis_weights, _fade_half, _ramp, _reach, fixed_tile_overlap, plan_tiles
 
-LAYOUTS = ("NCHW", "NHWC")
 # Bytes per pixel of the 8-bit RGBA images the apps hold (Android ARGB_8888, iOS RGBA8 CGImage).
 RGBA_BYTES = 4
 FLOAT_BYTES = 4
@@ -126,12 +127,10 @@ def fade_half(overlap: int, windows: list[Window]) -> int | None:
     """Half-width (LR px) of the cross-fade, as :func:`seemore.tiling.run_fixed_tiles` uses it.
 
     None when there is one window (its output is cropped, not blended) or the overlap is 0
-    (cores copied). Otherwise half the overlap, kept inside the smallest core.
+    (cores copied). Otherwise half the overlap, kept inside the smallest core (the tiler's own
+    rule, :func:`seemore.tiling._fade_half`).
     """
-    if len(windows) == 1 or overlap == 0:
-        return None
-    smallest = min(min(w.rows.core_stop - w.rows.core_start, w.cols.core_stop - w.cols.core_start) for w in windows)
-    return max(0, min(overlap, smallest) // 2)
+    return None if len(windows) == 1 else _fade_half(overlap, windows)
 
 
 def tile_plan(height: int, width: int, tiling: AppTiling) -> TilePlan:
@@ -183,29 +182,22 @@ def reach(span: Span, size: int, half: int | None) -> tuple[int, int]:
 def ramp(position: int, centre: int, half: int, scale: int) -> np.float32:
     """Weight rising from 0 to 1 across [centre - half, centre + half) LR px, at HR pixel ``position``'s centre.
 
-    float32 throughout, in this order of operations, so that every implementation rounds alike.
+    The tiler's float32 ramp (:func:`seemore.tiling._ramp`) at one position: the apps compute
+    ``(position + 0.5 - (centre - half) * scale) / (2 * half * scale)`` in float32, in this
+    order, clamped to [0, 1] (a step at ``centre * scale`` when ``half`` is 0).
     """
-    if half == 0:
-        return np.float32(1.0 if position >= centre * scale else 0.0)
-    p = np.float32(position)
-    value = (p + np.float32(0.5) - np.float32((centre - half) * scale)) / np.float32(2 * half * scale)
-    return np.float32(min(max(value, np.float32(0.0)), np.float32(1.0)))
+    return np.float32(_ramp(torch.tensor([position], dtype=torch.float32), centre, half, scale)[0].item())
 
 
 def axis_weights(span: Span, size: int, half: int | None, scale: int) -> tuple[int, int, np.ndarray]:
-    """HR range [lo, hi) a window adds to along one axis, and its float32 weights there."""
-    lo, hi = reach(span, size, half)
-    weights = np.ones((hi - lo) * scale, dtype=np.float32)
+    """HR range [lo, hi) a window adds to along one axis, and its float32 weights there: the
+    product of the rising and falling ramps at the interior core edges
+    (:func:`seemore.tiling._axis_weights`); all ones when cores are copied (``half`` None)."""
     if half is None:
-        return lo * scale, hi * scale, weights
-    for k, position in enumerate(range(lo * scale, hi * scale)):
-        weight = np.float32(1.0)
-        if span.core_start != 0:
-            weight = np.float32(weight * ramp(position, span.core_start, half, scale))
-        if span.core_stop != size:
-            weight = np.float32(weight * (np.float32(1.0) - ramp(position, span.core_stop, half, scale)))
-        weights[k] = weight
-    return lo * scale, hi * scale, weights
+        lo, hi = reach(span, size, half)
+        return lo * scale, hi * scale, np.ones((hi - lo) * scale, dtype=np.float32)
+    lo, hi, weights = _axis_weights(span, size, half, scale, torch.device("cpu"))
+    return lo, hi, weights.numpy()
 
 
 def to_byte(value: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ the build settings the README promises (iOS 17, bundle id, ``-all_load``, the Ph
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,9 +140,14 @@ class XcodeProject:
         """Ids of every object of one class."""
         return [k for k, o in self.objects.items() if o.get("isa") == isa]
 
+    @functools.cached_property
+    def _parents(self) -> dict[str, str]:
+        """Group of every child object."""
+        return {child: key for key in self.of_isa("PBXGroup") for child in self.objects[key].get("children", [])}
+
     def path_of(self, ref: str) -> str:
         """A file reference's path relative to the project folder, through its groups."""
-        parents = {child: key for key in self.of_isa("PBXGroup") for child in self.objects[key].get("children", [])}
+        parents = self._parents
         parts, key = [], ref
         while key in self.objects:
             obj = self.objects[key]

@@ -216,11 +216,9 @@ def host_calibrations(artifacts: Mapping[tuple[str, str, str], FoundArtifact], t
                                "run `python mobile/export_executorch.py` (or `bash run.sh pipeline`) first")
         traced[precision] = (artifact, TracedPte(artifact.path, artifact.contract))
     engines: dict[str, Callable[[], object]] = {a.path.name: t for a, t in traced.values()}
-    paths = {a.path.name: a.path for a, _ in traced.values()}
     for artifact in measure:
         if artifact.path.name not in engines:
             engines[artifact.path.name] = _artifact_engine(artifact)
-            paths[artifact.path.name] = artifact.path
     say(f"timing {len(engines)} artifacts side by side ({runs} rounds, the .pte files with ExecuTorch's event tracer)")
     with torch.no_grad():
         times = round_robin_ms(engines, runs, 1, on_round=lambda r: say(f"timing round {r + 1}/{runs}"))
@@ -229,7 +227,4 @@ def host_calibrations(artifacts: Mapping[tuple[str, str, str], FoundArtifact], t
         source = f"ETDump of {artifact.path.name}, {runs} runs, {threads} threads, {cpu}"
         execute_ms = statistics.median(times[artifact.path.name])
         out[precision] = calibrate(program.events(), execute_ms, artifact_cost(artifact, precision), runs, source)
-    measured = {paths[name]: t for name, t in times.items() if paths[name] in {a.path for a in measure}}
-    return out, measured
-
-
+    return out, {a.path: times[a.path.name] for a in measure}
