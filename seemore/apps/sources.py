@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tree_sitter import Language, Node, Parser, Tree
+if TYPE_CHECKING:  # tree-sitter is a dev dependency: the path constants and jvm.py do without it
+    from tree_sitter import Node, Parser, Tree
 
 REPO = Path(__file__).resolve().parents[2]
 ANDROID_APP = REPO / "android_demo"
@@ -27,6 +29,8 @@ CONTRACT_READERS = ("string", "int", "intList")
 
 @lru_cache(maxsize=None)
 def _parser(language: str) -> Parser:
+    from tree_sitter import Language, Parser
+
     if language == "kotlin":
         import tree_sitter_kotlin as grammar
     elif language == "swift":
